@@ -1,0 +1,1 @@
+"""The FastAPI routers of the HTTP contract (``shared/API.md``)."""

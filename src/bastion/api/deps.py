@@ -1,0 +1,148 @@
+"""What routes depend on: the services of the app, the caller, their role."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+
+from bastion.config import Settings
+from bastion.db import Database
+from bastion.security.events import SecurityEventLog
+from bastion.security.exceptions import InvalidToken
+from bastion.security.guard import AttemptGuard
+from bastion.security.passwords import PasswordHasher
+from bastion.security.ratelimit import FLAGGED_KEY
+from bastion.security.tokens import TokenCodec
+from bastion.store import Store
+
+__all__ = ["AdminUser", "CurrentUser", "Principal", "Services", "revoked_flag"]
+
+SID_HINT_KEY = "bastion.sid_hint"
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    store: Store
+    hasher: PasswordHasher
+    access: TokenCodec
+    refresh: TokenCodec
+    events: SecurityEventLog
+    device: TokenCodec
+    guard: AttemptGuard
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    session_id: str
+    token: dict[str, Any]
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+Svc = Annotated[Services, Depends(get_services)]
+
+
+def revoked_key(session_id: str) -> str:
+    return f"revoked:{session_id}"
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return None
+    return token
+
+
+def revoked_flag(scope: Any) -> str | None:
+    """The revocation flag to look up with the rate-limit hit, read from the Bearer token
+    *before* it is verified: only a hint of where to look, never trusted on its own
+    (``current_user`` checks that the verified token names the same session)."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            parts = value.split(b".")
+            if len(parts) != 3 or len(parts[1]) > 4096:
+                return None
+            try:
+                payload = orjson.loads(
+                    base64.urlsafe_b64decode(parts[1] + b"=" * (-len(parts[1]) % 4))
+                )
+            except (ValueError, orjson.JSONDecodeError):
+                return None
+            sid = payload.get("sid") if isinstance(payload, dict) else None
+            if isinstance(sid, str) and len(sid) <= 64:
+                scope[SID_HINT_KEY] = sid
+                return revoked_key(sid)
+            return None
+    return None
+
+
+async def current_user(request: Request, services: Svc) -> Principal:
+    """The verified caller, or :class:`InvalidToken` (401)."""
+    token = _bearer(request)
+    if token is None:
+        raise InvalidToken("missing bearer token")
+    try:
+        claims = services.access.verify(token)
+    except InvalidToken as exc:
+        services.events.emit("auth.token.rejected", request.scope, reason=exc.reason)
+        raise
+    sid = claims.get("sid")
+    if not isinstance(sid, str):
+        services.events.emit("auth.token.rejected", request.scope, reason="token names no session")
+        raise InvalidToken("token names no session")
+    scope = request.scope
+    if scope.get(SID_HINT_KEY) == sid and FLAGGED_KEY in scope:
+        revoked = bool(scope[FLAGGED_KEY])
+    else:  # the limiter did not look it up (store down, or not under its prefix)
+        revoked = await _revoked_slow(services, sid)
+    if revoked:
+        services.events.emit(
+            "auth.token.rejected", scope, user_id=claims["sub"], reason="session revoked"
+        )
+        raise InvalidToken("session revoked")
+    return Principal(user_id=claims["sub"], session_id=sid, token=claims)
+
+
+async def _revoked_slow(services: Services, sid: str) -> bool:
+    from bastion.db import sessions
+    from bastion.store import StoreUnavailable
+
+    try:
+        return await services.store.has_flag(revoked_key(sid))
+    except StoreUnavailable:
+        # Fail closed on the durable record rather than trust a token blindly.
+        row = await sessions.get_session(services.db, session_id=sid)
+        return row is None or row["revoked_at"] is not None
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+async def admin_user(request: Request, principal: CurrentUser, services: Svc) -> Principal:
+    from bastion.api.errors import ApiError
+    from bastion.db import users
+
+    row = await users.get_user(services.db, user_id=principal.user_id)
+    if row is None or row["role"] != "admin":
+        services.events.emit(
+            "authz.denied", request.scope, user_id=principal.user_id, reason="admin role required"
+        )
+        raise ApiError(403, "This needs the admin role.")
+    return principal
+
+
+AdminUser = Annotated[Principal, Depends(admin_user)]

@@ -1,0 +1,179 @@
+"""Problem details for every error the API can raise, and nothing else.
+
+Each handler answers RFC 9457 ``application/problem+json``. Validation errors carry
+``errors``: JSON pointers into the body (``#/items/0/quantity``) or the query
+(``#/query/limit``). Anything unexpected is a 500 with an opaque body: the details go
+to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from bastion.db import DatabaseUnavailable
+from bastion.security.exceptions import RateLimited, SecurityError, Unavailable
+from bastion.security.problems import problem_body
+from bastion.store import StoreUnavailable
+
+__all__ = ["ApiError", "install_error_handlers", "pointer", "problem"]
+
+logger = logging.getLogger("bastion.api")
+
+
+class ApiError(Exception):
+    """An answer other than success: status, detail, optional pointers and headers."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        errors: Sequence[Mapping[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = list(errors) if errors else None
+        self.headers = dict(headers or {})
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    errors: Sequence[Mapping[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    extra: dict[str, Any] = {"errors": list(errors)} if errors else {}
+    return Response(
+        problem_body(status, detail, **extra),
+        status_code=status,
+        media_type="application/problem+json",
+        headers=dict(headers or {}),
+    )
+
+
+def pointer(loc: Sequence[int | str]) -> str:
+    """``("body", "items", 0, "quantity")`` -> ``#/items/0/quantity`` (RFC 6901 escaping)."""
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    escaped = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
+    return "#/" + "/".join(escaped)
+
+
+_MESSAGES = {
+    "extra_forbidden": "is not a field you can set",
+    "missing": "is required",
+    "int_type": "must be an integer",
+    "string_type": "must be a string",
+    "list_type": "must be an array",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "bool_type": "must be a boolean",
+}
+
+
+def _detail(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    message = str(error.get("msg", "is invalid"))
+    return message.removeprefix("Value error, ")
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    out = []
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        # FastAPI reports a field of a JSON body that is not an object under ("body",).
+        out.append({"pointer": pointer(loc) if loc else "#/", "detail": _detail(error)})
+    return out
+
+
+async def _validation_handler(request: Request, exc: Exception) -> Response:
+    exc = cast(RequestValidationError, exc)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        _reject(request, "malformed JSON")
+        return problem(400, "The request body is not valid JSON.")
+    if any(e.get("loc", ("",))[0] == "path" for e in errors):
+        return problem(404, "No such resource.")
+    details = validation_errors(errors)
+    _reject(request, "invalid fields: " + ", ".join(d["pointer"] for d in details[:10]))
+    return problem(400, "The request is invalid.", errors=details)
+
+
+def _reject(request: Request, reason: str) -> None:
+    events = getattr(request.app.state, "events", None)
+    if events is not None:
+        events.emit("input.rejected", request.scope, reason=reason)
+
+
+async def _api_error_handler(request: Request, exc: Exception) -> Response:
+    exc = cast(ApiError, exc)
+    return problem(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
+
+
+async def _http_handler(request: Request, exc: Exception) -> Response:
+    exc = cast(StarletteHTTPException, exc)
+    detail = exc.detail if isinstance(exc.detail, str) else "The request cannot be served."
+    if exc.status_code == 404:
+        detail = "No such resource."
+    return problem(exc.status_code, detail, headers=exc.headers)
+
+
+async def _security_handler(request: Request, exc: Exception) -> Response:
+    exc = cast(SecurityError, exc)
+    headers = {}
+    if isinstance(exc, (RateLimited, Unavailable)):
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return problem(exc.status, "The request cannot be served.", headers=headers)
+
+
+async def _unavailable_handler(request: Request, exc: Exception) -> Response:
+    logger.error("dependency unavailable: %s", type(exc).__name__)
+    return problem(
+        503,
+        "A service this request needs is unavailable; try again shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
+async def _unexpected_handler(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "Something went wrong on our side.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(ApiError, _api_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(SecurityError, _security_handler)
+    app.add_exception_handler(DatabaseUnavailable, _unavailable_handler)
+    app.add_exception_handler(StoreUnavailable, _unavailable_handler)
+    app.add_exception_handler(Exception, _unexpected_handler)
+
+
+def json_response(
+    content: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """Serialise with orjson; the content is already built from an allowlist."""
+    return Response(
+        orjson.dumps(content),
+        status_code=status,
+        media_type="application/json",
+        headers=dict(headers or {}),
+    )

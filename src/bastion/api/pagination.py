@@ -1,0 +1,60 @@
+"""Opaque cursors and the ``limit``/``cursor`` query parameters of every list."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Query
+
+from bastion.api.errors import ApiError
+
+__all__ = ["Cursor", "Limit", "decode_cursor", "encode_cursor"]
+
+Limit = Annotated[int, Query(ge=1, le=100, strict=False)]
+Cursor = Annotated[str | None, Query(max_length=512)]
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def encode_cursor(*values: Any) -> str:
+    payload = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
+
+
+def _bad() -> ApiError:
+    return ApiError(
+        400,
+        "The cursor is not valid.",
+        errors=[{"pointer": "#/query/cursor", "detail": "is not a cursor this API issued"}],
+    )
+
+
+def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
+    """Decode a cursor of the given shape (``datetime`` and/or ``str`` UUIDs), or 400."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = orjson.loads(raw)
+    except (ValueError, orjson.JSONDecodeError):
+        raise _bad() from None
+    if not isinstance(values, list) or len(values) != len(kinds):
+        raise _bad()
+    out: list[Any] = []
+    for kind, value in zip(kinds, values, strict=True):
+        if not isinstance(value, str):
+            raise _bad()
+        if kind is datetime:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise _bad() from None
+            if parsed.tzinfo is None:
+                raise _bad()
+            out.append(parsed)
+        elif _UUID.match(value):
+            out.append(value)
+        else:
+            raise _bad()
+    return tuple(out)

@@ -1,0 +1,81 @@
+"""``/api/admin``: accounts and security events, for the admin role only."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from bastion.api.deps import AdminUser, Svc
+from bastion.api.errors import ApiError, json_response
+from bastion.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from bastion.api.schemas import AdminUserOut, Page, user_out
+from bastion.db import events, users
+from bastion.store import StoreUnavailable
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+@router.get("/users", response_model=Page[AdminUserOut])
+async def list_users(
+    admin: AdminUser, services: Svc, limit: Limit = 20, cursor: Cursor = None
+) -> Response:
+    after = decode_cursor(cursor, str)[0] if cursor else None
+    rows = await users.list_users(services.db, after=after, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    now = datetime.now(UTC)
+    items = []
+    for row in rows:
+        try:
+            left = await services.guard.locked_until(row["email"])
+        except StoreUnavailable:
+            left = None
+        locked = _ts(now + timedelta(seconds=math.ceil(left))) if left else None
+        items.append({**user_out(row), "flagged": bool(row["flagged"]), "lockedUntil": locked})
+    return json_response(
+        {"items": items, "nextCursor": encode_cursor(rows[-1]["id"]) if more else None}
+    )
+
+
+@router.post("/users/{user_id}/unlock", status_code=204)
+async def unlock_user(user_id: uuid.UUID, admin: AdminUser, services: Svc) -> Response:
+    row = await users.get_user(services.db, user_id=str(user_id))
+    if row is None:
+        raise ApiError(404, "No such user.")
+    await services.guard.unlock(row["email"])
+    await users.set_flagged(services.db, user_id=row["id"], flagged=False)
+    return Response(status_code=204)
+
+
+@router.get("/security-events")
+async def list_security_events(
+    admin: AdminUser, services: Svc, limit: Limit = 20, cursor: Cursor = None
+) -> Response:
+    after = decode_cursor(cursor, datetime, str) if cursor else None
+    rows = await events.list_events(services.db, after=after, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        {
+            "id": r["id"],
+            "ts": _ts(r["ts"]),
+            "event": r["event"],
+            "ip": r["ip"],
+            "userId": r["user_id"],
+            "method": r["method"],
+            "path": r["path"],
+            "requestId": r["request_id"],
+            "reason": r["reason"],
+        }
+        for r in rows
+    ]
+    next_cursor = encode_cursor(rows[-1]["ts"], rows[-1]["id"]) if more else None
+    return json_response({"items": items, "nextCursor": next_cursor})

@@ -1,0 +1,334 @@
+"""``/api/auth``: register, login, refresh rotation, logout, sessions."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from bastion.api.deps import CurrentUser, Services, Svc
+from bastion.api.errors import ApiError, json_response
+from bastion.api.schemas import (
+    LoginRequest,
+    Page,
+    RegisterRequest,
+    SessionOut,
+    TokenResponse,
+    UserOut,
+    normalise_email,
+    user_out,
+)
+from bastion.api.sessions import end_session, end_sessions
+from bastion.db import IntegrityConflict, sessions, users
+from bastion.security.client_ip import client_ip
+from bastion.security.events import EventName
+from bastion.security.exceptions import InvalidCredentials, InvalidToken, RateLimited, Unavailable
+from bastion.security.guard import Reservation
+from bastion.security.passwords import password_problems
+from bastion.security.ratelimit import add_policy
+from bastion.store import StoreUnavailable
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+REFRESH_COOKIE = "__Secure-refreshToken"
+DEVICE_COOKIE = "__Secure-deviceToken"
+DEVICE_TTL = 180 * 86400
+CLEAR_REFRESH = f"{REFRESH_COOKIE}=; Max-Age=0; Path=/api/auth; Secure; HttpOnly; SameSite=Strict"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _account_digest(email: str) -> str:
+    return hashlib.blake2s(email.encode(), digest_size=16).hexdigest()
+
+
+def _store_down() -> ApiError:
+    return ApiError(
+        503, "Sign-in is unavailable for a moment; try again shortly.", headers={"Retry-After": "5"}
+    )
+
+
+async def _reserve(
+    services: Services, request: Request, *, account: str | None, device: str | None
+) -> Reservation:
+    guard = services.guard
+    try:
+        reservation = await guard.reserve(
+            ip=client_ip(request.scope), account=account, device=device
+        )
+    except StoreUnavailable:
+        raise _store_down() from None
+    except RateLimited as exc:
+        event: EventName = (
+            "auth.lockout" if exc.reason == "account locked" else "ratelimit.exceeded"
+        )
+        services.events.emit(event, request.scope, reason=exc.reason)
+        raise
+    add_policy(request.scope, "auth", guard.config.per_ip, reservation.ip_hit)
+    return reservation
+
+
+async def _give_back(services: Services, reservation: Reservation) -> None:
+    # If the store is down the slot expires with its window; never fail a success over it.
+    with contextlib.suppress(StoreUnavailable):
+        await services.guard.succeeded(reservation)
+
+
+def _set_refresh_cookie(response: Response, token: str, max_age: int) -> None:
+    response.set_cookie(
+        REFRESH_COOKIE,
+        token,
+        max_age=max_age,
+        path="/api/auth",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def _tokens(services: Services, access: str, refresh: str) -> Response:
+    body = {"accessToken": access, "tokenType": "Bearer", "expiresIn": services.settings.access_ttl}
+    response = json_response(body, headers=NO_STORE)
+    _set_refresh_cookie(response, refresh, services.settings.refresh_ttl)
+    return response
+
+
+@router.post("/register", status_code=201, response_model=UserOut)
+async def register(body: RegisterRequest, request: Request, services: Svc) -> Response:
+    reservation = await _reserve(services, request, account=None, device=None)
+    problems = password_problems(body.password, context=(body.email, body.name))
+    if problems:
+        services.events.emit("input.rejected", request.scope, reason="weak password")
+        raise ApiError(
+            400,
+            "The password is not acceptable.",
+            errors=[{"pointer": "#/password", "detail": p} for p in problems],
+        )
+    try:
+        password_hash = await services.hasher.hash(body.password)
+    except Unavailable:
+        await _give_back(services, reservation)
+        raise
+    try:
+        row = await users.create_user(
+            services.db,
+            user_id=str(uuid.uuid4()),
+            email=body.email,
+            name=body.name,
+            password_hash=password_hash,
+            role="user",
+            now=datetime.now(UTC),
+        )
+    except IntegrityConflict:
+        raise ApiError(
+            409,
+            "That email cannot be registered.",
+            errors=[{"pointer": "#/email", "detail": "is already registered"}],
+        ) from None
+    await _give_back(services, reservation)
+    return json_response(user_out(row), status=201, headers={"Location": "/api/users/me"})
+
+
+def _device_for(services: Services, request: Request, email: str) -> str | None:
+    """The device id of a valid device cookie issued for this account, else None."""
+    token = request.cookies.get(DEVICE_COOKIE)
+    if not token:
+        return None
+    try:
+        claims = services.device.verify(token)
+    except InvalidToken:
+        return None
+    if claims.get("acct") != _account_digest(email):
+        return None
+    return str(claims["jti"])
+
+
+@router.post("/login", response_model=TokenResponse)
+async def login(body: LoginRequest, request: Request, services: Svc) -> Response:
+    email = normalise_email(body.email)
+    device = _device_for(services, request, email)
+    reservation = await _reserve(services, request, account=email, device=device)
+    row = await users.get_user_by_email(services.db, email=email)
+    try:
+        rehash = await services.hasher.verify(
+            row["password_hash"] if row else None, body.password, trusted=device is not None
+        )
+    except Unavailable:
+        await _give_back(services, reservation)
+        raise
+    except InvalidCredentials as exc:
+        user_id = row["id"] if row else None
+        services.events.emit("auth.login.failed", request.scope, user_id=user_id, reason=exc.reason)
+        hit = reservation.account_hit
+        if hit is not None and hit.count >= hit.limit:
+            services.events.emit(
+                "auth.lockout",
+                request.scope,
+                user_id=user_id,
+                reason="device locked" if device else "account locked",
+            )
+        raise ApiError(
+            401, "The email or password is wrong.", headers={"WWW-Authenticate": "Bearer"}
+        ) from None
+    if row is None:  # unreachable: verify() raises for unknown accounts
+        raise ApiError(401, "The email or password is wrong.")
+    await _give_back(services, reservation)
+    if rehash:
+        new_hash = await services.hasher.hash(body.password)
+        await users.update_password_hash(
+            services.db, user_id=row["id"], password_hash=new_hash, now=None
+        )
+    access, refresh, _ = await services_start(services, request, row["id"])
+    services.events.emit("auth.login.succeeded", request.scope, user_id=row["id"])
+    response = _tokens(services, access, refresh)
+    device_token, _ = services.device.issue(row["id"], claims={"acct": _account_digest(email)})
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_token,
+        max_age=DEVICE_TTL,
+        path="/api/auth",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+async def services_start(
+    services: Services, request: Request, user_id: str
+) -> tuple[str, str, dict[str, object]]:
+    from bastion.api.sessions import start_session
+
+    return await start_session(
+        services,
+        user_id=user_id,
+        user_agent=request.headers.get("user-agent", ""),
+        ip=client_ip(request.scope),
+    )
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    host = request.headers.get("host", "")
+    return urlsplit(origin).netloc.lower() == host.lower() and host != ""
+
+
+def _clear(response: Response) -> Response:
+    response.delete_cookie(
+        REFRESH_COOKIE, path="/api/auth", secure=True, httponly=True, samesite="strict"
+    )
+    return response
+
+
+def _refresh_refused(
+    services: Services, request: Request, reason: str, user_id: str | None = None
+) -> ApiError:
+    services.events.emit("auth.token.rejected", request.scope, user_id=user_id, reason=reason)
+    return ApiError(
+        401,
+        "The session has ended; sign in again.",
+        headers={
+            "WWW-Authenticate": "Bearer",
+            "Set-Cookie": CLEAR_REFRESH,
+        },
+    )
+
+
+@router.post("/refresh", response_model=TokenResponse)
+async def refresh(request: Request, services: Svc) -> Response:
+    if not _same_origin(request):
+        services.events.emit("authz.denied", request.scope, reason="cross-origin refresh")
+        raise ApiError(403, "Cross-origin refresh is not allowed.")
+    token = request.cookies.get(REFRESH_COOKIE)
+    if not token:
+        raise _refresh_refused(services, request, "no refresh cookie")
+    try:
+        await services.store.ping()
+    except StoreUnavailable:
+        raise _store_down() from None
+    try:
+        claims = services.refresh.verify(token)
+    except InvalidToken as exc:
+        raise _refresh_refused(services, request, exc.reason) from None
+    sid = claims.get("sid")
+    if not isinstance(sid, str):
+        raise _refresh_refused(services, request, "refresh token names no session")
+    now = datetime.now(UTC)
+    new_refresh, new_claims = services.refresh.issue(claims["sub"], claims={"sid": sid})
+    rotated = await sessions.rotate_session(
+        services.db,
+        session_id=sid,
+        old_token_id=claims["jti"],
+        new_token_id=new_claims["jti"],
+        now=now,
+        expires_at=now + timedelta(seconds=services.settings.refresh_ttl),
+        ip=client_ip(request.scope),
+    )
+    if rotated is None:
+        row = await sessions.get_session(services.db, session_id=sid)
+        if row is not None and row["user_id"] == claims["sub"] and row["token_id"] != claims["jti"]:
+            # A token we signed, for a real session, that is no longer current: reuse.
+            await end_sessions(services, user_id=row["user_id"], reason="refresh token reuse")
+            await users.set_flagged(services.db, user_id=row["user_id"], flagged=True)
+            services.events.emit(
+                "auth.refresh.reuse_detected",
+                request.scope,
+                user_id=row["user_id"],
+                reason=f"session {sid}",
+            )
+        raise _refresh_refused(services, request, "refresh token not current", claims["sub"])
+    access, _ = services.access.issue(claims["sub"], claims={"sid": sid})
+    return _tokens(services, access, new_refresh)
+
+
+@router.post("/logout", status_code=204)
+async def logout(request: Request, services: Svc) -> Response:
+    token = request.cookies.get(REFRESH_COOKIE)
+    if token:
+        try:
+            claims = services.refresh.verify(token)
+        except InvalidToken:
+            claims = None
+        if claims is not None and isinstance(claims.get("sid"), str):
+            await end_session(
+                services, user_id=claims["sub"], session_id=claims["sid"], reason="logout"
+            )
+    return _clear(Response(status_code=204, headers=NO_STORE))
+
+
+@router.post("/logout-all", status_code=204)
+async def logout_all(user: CurrentUser, services: Svc) -> Response:
+    await end_sessions(services, user_id=user.user_id, reason="logout-all")
+    return _clear(Response(status_code=204, headers=NO_STORE))
+
+
+@router.get("/sessions", response_model=Page[SessionOut])
+async def list_sessions(user: CurrentUser, services: Svc) -> Response:
+    rows = await sessions.list_sessions(services.db, user_id=user.user_id, now=datetime.now(UTC))
+    items = [
+        {
+            "id": r["id"],
+            "createdAt": r["created_at"].isoformat().replace("+00:00", "Z"),
+            "lastUsedAt": r["last_used_at"].isoformat().replace("+00:00", "Z"),
+            "userAgent": r["user_agent"],
+            "ip": r["ip"],
+            "current": r["id"] == user.session_id,
+        }
+        for r in rows
+    ]
+    return json_response({"items": items, "nextCursor": None}, headers=NO_STORE)
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+async def delete_session(session_id: uuid.UUID, user: CurrentUser, services: Svc) -> Response:
+    if not await end_session(
+        services, user_id=user.user_id, session_id=str(session_id), reason="deleted by user"
+    ):
+        raise ApiError(404, "No such session.")
+    return Response(status_code=204)

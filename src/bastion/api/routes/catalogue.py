@@ -1,0 +1,38 @@
+"""``/api/products``: the public catalogue."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from bastion.api.deps import Svc
+from bastion.api.errors import ApiError, json_response
+from bastion.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from bastion.api.schemas import Page, ProductOut, product_out
+from bastion.db import catalogue
+
+router = APIRouter(prefix="/api/products", tags=["catalogue"])
+
+
+@router.get("", response_model=Page[ProductOut])
+async def list_products(services: Svc, limit: Limit = 20, cursor: Cursor = None) -> Response:
+    after = decode_cursor(cursor, str)[0] if cursor else None
+    rows = await catalogue.list_products(services.db, after=after, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return json_response(
+        {
+            "items": [product_out(r) for r in rows],
+            "nextCursor": encode_cursor(rows[-1]["id"]) if more else None,
+        }
+    )
+
+
+@router.get("/{product_id}", response_model=ProductOut)
+async def get_product(product_id: uuid.UUID, services: Svc) -> Response:
+    row = await catalogue.get_product(services.db, product_id=str(product_id))
+    if row is None:
+        raise ApiError(404, "No such product.")
+    return json_response(product_out(row))

@@ -1,0 +1,73 @@
+"""``/api/users/me``: the caller's own account."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from bastion.api.deps import CurrentUser, Svc
+from bastion.api.errors import ApiError, json_response
+from bastion.api.schemas import ChangePassword, UpdateMe, UserOut, user_out
+from bastion.api.sessions import end_sessions
+from bastion.db import users
+from bastion.security.exceptions import InvalidCredentials
+from bastion.security.passwords import password_problems
+
+router = APIRouter(prefix="/api/users", tags=["users"])
+
+
+@router.get("/me", response_model=UserOut)
+async def me(user: CurrentUser, services: Svc) -> Response:
+    row = await users.get_user(services.db, user_id=user.user_id)
+    if row is None:
+        raise ApiError(401, "The token refers to no user.", headers={"WWW-Authenticate": "Bearer"})
+    return json_response(user_out(row))
+
+
+@router.patch("/me", response_model=UserOut)
+async def update_me(body: UpdateMe, user: CurrentUser, services: Svc) -> Response:
+    row = await users.update_name(services.db, user_id=user.user_id, name=body.name)
+    if row is None:
+        raise ApiError(401, "The token refers to no user.", headers={"WWW-Authenticate": "Bearer"})
+    return json_response(user_out(row))
+
+
+@router.post("/me/password", status_code=204)
+async def change_password(
+    body: ChangePassword, request: Request, user: CurrentUser, services: Svc
+) -> Response:
+    row = await users.get_user(services.db, user_id=user.user_id)
+    if row is None:
+        raise ApiError(401, "The token refers to no user.", headers={"WWW-Authenticate": "Bearer"})
+    problems = password_problems(body.newPassword, context=(row["email"], row["name"]))
+    if problems:
+        raise ApiError(
+            400,
+            "The new password is not acceptable.",
+            errors=[{"pointer": "#/newPassword", "detail": p} for p in problems],
+        )
+    try:
+        await services.hasher.verify(row["password_hash"], body.currentPassword)
+    except InvalidCredentials:
+        services.events.emit(
+            "auth.login.failed",
+            request.scope,
+            user_id=user.user_id,
+            reason="wrong current password on password change",
+        )
+        raise ApiError(
+            400,
+            "The current password is wrong.",
+            errors=[{"pointer": "#/currentPassword", "detail": "is wrong"}],
+        ) from None
+    new_hash = await services.hasher.hash(body.newPassword)
+    now = datetime.now(UTC)
+    await users.update_password_hash(
+        services.db, user_id=user.user_id, password_hash=new_hash, now=now
+    )
+    await end_sessions(
+        services, user_id=user.user_id, reason="password changed", keep=user.session_id
+    )
+    return Response(status_code=204)

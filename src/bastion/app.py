@@ -1,0 +1,214 @@
+"""``create_app(settings)``: the service, wired.
+
+The request path runs outside-in through pure ASGI middleware, then FastAPI::
+
+    SecurityHeaders -> RequestId -> ClientIP -> RateLimit(global) -> BodyLimit
+        -> JsonOnly -> FastAPI (routes, dependencies, problem details)
+
+FastAPI's own error middleware sits inside the security layer, so even an unexpected
+error leaves with the security headers and a request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from bastion import __version__
+from bastion.api.deps import Services, revoked_flag
+from bastion.api.errors import install_error_handlers
+from bastion.api.routes import admin, auth, catalogue, health, orders, users
+from bastion.config import Settings, load_settings
+from bastion.db import DatabaseUnavailable, open_database
+from bastion.db import events as event_rows
+from bastion.db.migrations import migrate
+from bastion.security.asgi import Receive, Scope, Send
+from bastion.security.body_limit import BodyLimitConfig, BodyLimitMiddleware
+from bastion.security.client_ip import ClientIPConfig, ClientIPMiddleware
+from bastion.security.events import SecurityEventLog
+from bastion.security.guard import AttemptGuard, GuardConfig
+from bastion.security.headers import DEFAULT_CSP, SecurityHeadersConfig, SecurityHeadersMiddleware
+from bastion.security.media_type import JsonOnlyMiddleware
+from bastion.security.passwords import HasherConfig, PasswordHasher
+from bastion.security.ratelimit import RateLimitConfig, RateLimitMiddleware
+from bastion.security.request_id import RequestIdMiddleware
+from bastion.security.secret import Secret
+from bastion.security.tokens import TokenCodec, TokenConfig
+from bastion.store import Hit, open_store
+
+__all__ = ["BastionApp", "create_app"]
+
+logger = logging.getLogger("bastion")
+
+
+class EventWriter:
+    """Stores security events in batches, off the request path. Bounded: if the database
+    stays down, the oldest unsaved events are dropped (they were logged already)."""
+
+    MAX_PENDING = 10_000
+
+    def __init__(self) -> None:
+        self.pending: list[dict[str, Any]] = []
+        self.wake = asyncio.Event()
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.pending.append(record)
+        if len(self.pending) > self.MAX_PENDING:
+            del self.pending[: len(self.pending) - self.MAX_PENDING]
+        self.wake.set()
+
+    async def flush(self, services: Services) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        try:
+            await event_rows.insert_events(services.db, batch)
+        except DatabaseUnavailable:
+            self.pending[:0] = batch
+
+    async def run(self, services: Services) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            await asyncio.sleep(0.2)  # gather a batch
+            await self.flush(services)
+
+
+def _secret_list(current: Any, previous: Any) -> list[Secret]:
+    keys = [Secret(current.get_secret_value())]
+    if previous is not None and previous.get_secret_value():
+        keys.append(Secret(previous.get_secret_value()))
+    return keys
+
+
+def build_services(settings: Settings, writer: EventWriter) -> Services:
+    import hashlib
+    import hmac
+
+    store = open_store(settings.redis_url)
+    access_keys = _secret_list(settings.access_secret, settings.access_secret_previous)
+    refresh_keys = _secret_list(settings.refresh_secret, settings.refresh_secret_previous)
+    # The device-cookie key is derived from the refresh secret: one secret fewer to run.
+    device_key = Secret(
+        hmac.new(refresh_keys[0].reveal(), b"bastion device cookie", hashlib.sha256).digest()
+    )
+
+    def codec(typ: str, keys: list[Secret], ttl: int) -> TokenCodec:
+        return TokenCodec(
+            TokenConfig(
+                typ=typ,
+                keys=keys,
+                issuer=settings.token_issuer,
+                audience=settings.token_audience,
+                ttl=ttl,
+            )
+        )
+
+    return Services(
+        settings=settings,
+        db=open_database(settings.effective_database_url),
+        store=store,
+        hasher=PasswordHasher(
+            HasherConfig(
+                memory_kib=settings.argon2_memory_kib,
+                time_cost=settings.argon2_time_cost,
+                parallelism=settings.argon2_parallelism,
+                concurrency=settings.hash_concurrency,
+                queue=settings.hash_queue,
+            )
+        ),
+        access=codec("access", access_keys, settings.access_ttl),
+        refresh=codec("refresh", refresh_keys, settings.refresh_ttl),
+        device=codec("device", [device_key], 180 * 86400),
+        events=SecurityEventLog(sink=writer),
+        guard=AttemptGuard(
+            store, GuardConfig(per_ip=settings.rate_limit_auth, per_account=settings.lockout)
+        ),
+    )
+
+
+class BastionApp:
+    """The ASGI application: the security middleware around the FastAPI app."""
+
+    def __init__(self, fastapi: FastAPI, asgi: Any, services: Services) -> None:
+        self.fastapi = fastapi
+        self.services = services
+        self._asgi = asgi
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._asgi(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> BastionApp:
+    settings = settings or load_settings()
+    writer = EventWriter()
+    services = build_services(settings, writer)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await migrate(services.db)
+        if not settings.production:
+            from bastion.seed import seed_demo
+
+            await seed_demo(services.db)
+        await services.hasher.warm_up()
+        task = asyncio.create_task(writer.run(services))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await writer.flush(services)
+            await services.store.aclose()
+            await services.db.close()
+            services.hasher.close()
+
+    docs = not settings.production
+    api = FastAPI(
+        title="Bastion",
+        version=__version__,
+        summary="The orders API of 'Securing a Node.js REST API', with every defence in place.",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    api.state.services = services
+    api.state.events = services.events
+    install_error_handlers(api)
+    for module in (health, auth, users, catalogue, orders, admin):
+        api.include_router(module.router)
+    from bastion.web import routes as web
+
+    api.include_router(web.router)
+    web.mount_static(api)
+
+    async def on_exceeded(scope: Scope, name: str, hit: Hit) -> None:
+        services.events.emit("ratelimit.exceeded", scope, reason=f"{name} limit")
+
+    csp = DEFAULT_CSP
+    if not settings.production:
+        # Plain-HTTP development on loopback: upgrading would break the storefront.
+        csp = csp.replace("; upgrade-insecure-requests", "")
+    asgi: Any = JsonOnlyMiddleware(api)
+    asgi = BodyLimitMiddleware(asgi, BodyLimitConfig(settings.max_body_bytes))
+    asgi = RateLimitMiddleware(
+        asgi,
+        RateLimitConfig(settings.rate_limit_global),
+        services.store,
+        on_exceeded=on_exceeded,
+        flag_for=revoked_flag,
+    )
+    asgi = ClientIPMiddleware(asgi, ClientIPConfig(tuple(settings.trusted_proxies)))
+    asgi = RequestIdMiddleware(asgi)
+    asgi = SecurityHeadersMiddleware(
+        asgi, SecurityHeadersConfig(overrides={"content-security-policy": csp})
+    )
+    return BastionApp(api, asgi, services)

@@ -1,0 +1,219 @@
+"""``bastion``: serve, migrate, seed-demo, users."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from bastion.config import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
+app = typer.Typer(
+    help="Bastion: a secure-by-default orders API.", no_args_is_help=True, add_completion=False
+)
+users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        console.print(f"[bold red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _describe(settings: Settings) -> str:
+    db = "PostgreSQL" if settings.database_url else f"SQLite ({settings.sqlite_path})"
+    store = "Redis" if settings.redis_url else "in-process store"
+    return f"{settings.env} mode, {db}, {store}"
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    from bastion.db import DatabaseUnavailable
+
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except DatabaseUnavailable as exc:
+        console.print(f"[bold red]database unavailable:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (needs Redis if > 1).")] = 1,
+) -> None:
+    """Create or migrate the database, then serve the API."""
+    settings = _settings()
+    if workers > 1 and not settings.redis_url:
+        console.print(
+            "[bold red]refusing to start:[/] --workers > 1 needs BASTION_REDIS_URL, or each "
+            "worker would keep its own limits and sessions."
+        )
+        raise typer.Exit(2)
+    if workers > 1 and not settings.database_url:
+        console.print(
+            "[bold red]refusing to start:[/] --workers > 1 needs BASTION_DATABASE_URL (PostgreSQL)."
+        )
+        raise typer.Exit(2)
+
+    async def prepare() -> None:
+        from bastion.db import open_database
+        from bastion.db.migrations import migrate
+
+        db = open_database(settings.effective_database_url)
+        try:
+            applied = await migrate(db)
+            for step in applied:
+                console.print(f"migrated: {step.version} {step.name}")
+        finally:
+            await db.close()
+
+    _run(prepare)
+    console.print(f"Bastion on http://{host}:{port} ({_describe(settings)}, {workers} worker(s))")
+    import uvicorn
+
+    from bastion.security.events import configure_logging
+
+    configure_logging()
+    uvicorn.run(
+        "bastion.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        proxy_headers=False,  # Bastion resolves the client IP itself (BASTION_TRUSTED_PROXIES)
+        server_header=False,
+        date_header=True,
+        log_config=None,
+        lifespan="on",
+    )
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Create the database schema or bring it up to date."""
+    settings = _settings()
+
+    async def go() -> int:
+        from bastion.db import open_database
+        from bastion.db.migrations import migrate
+
+        db = open_database(settings.effective_database_url)
+        try:
+            return len(await migrate(db))
+        finally:
+            await db.close()
+
+    n = _run(go)
+    console.print(f"{_describe(settings)}: {n} migration(s) applied, schema up to date.")
+
+
+@app.command("seed-demo")
+def seed_demo_cmd() -> None:
+    """Add the demo catalogue and promo codes (idempotent)."""
+    settings = _settings()
+
+    async def go() -> tuple[int, int]:
+        from bastion.db import open_database
+        from bastion.db.migrations import migrate
+        from bastion.seed import seed_demo
+
+        db = open_database(settings.effective_database_url)
+        try:
+            await migrate(db)
+            return await seed_demo(db)
+        finally:
+            await db.close()
+
+    products, promos = _run(go)
+    console.print(f"demo catalogue: {products} product(s) and {promos} promo code(s) added.")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The account's email.")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="Give the account the admin role.")
+    ] = False,
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+) -> None:
+    """Create an account; the password comes from BASTION_NEW_PASSWORD or a prompt."""
+    from bastion.api.schemas import RegisterRequest
+    from bastion.security.passwords import password_problems
+
+    settings = _settings()
+    password = os.environ.get("BASTION_NEW_PASSWORD")
+    if password is None:
+        if not sys.stdin.isatty():
+            console.print(
+                "[bold red]no password:[/] set BASTION_NEW_PASSWORD or run in a terminal."
+            )
+            raise typer.Exit(2)
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            console.print("[bold red]the passwords differ.[/]")
+            raise typer.Exit(2)
+    try:
+        body = RegisterRequest(email=email, password=password, name=name or email.split("@")[0])
+    except ValueError as exc:
+        console.print(f"[bold red]invalid account:[/] {exc}")
+        raise typer.Exit(2) from None
+    problems = password_problems(password, context=(body.email, body.name))
+    if problems:
+        console.print(f"[bold red]password refused:[/] it {problems[0]}")
+        raise typer.Exit(2)
+
+    async def go() -> None:
+        from bastion.db import IntegrityConflict, open_database
+        from bastion.db.migrations import migrate
+        from bastion.db.users import create_user
+        from bastion.security.passwords import HasherConfig, PasswordHasher
+
+        hasher = PasswordHasher(
+            HasherConfig(
+                memory_kib=settings.argon2_memory_kib,
+                time_cost=settings.argon2_time_cost,
+                parallelism=settings.argon2_parallelism,
+            )
+        )
+        db = open_database(settings.effective_database_url)
+        try:
+            await migrate(db)
+            await create_user(
+                db,
+                user_id=str(uuid.uuid4()),
+                email=body.email,
+                name=body.name,
+                password_hash=await hasher.hash(password),
+                role="admin" if admin else "user",
+                now=datetime.now(UTC),
+            )
+        except IntegrityConflict:
+            console.print(f"[bold red]not created:[/] {body.email} is already registered.")
+            raise typer.Exit(1) from None
+        finally:
+            hasher.close()
+            await db.close()
+
+    _run(go)
+    console.print(f"created {'admin' if admin else 'user'} {body.email}.")
+
+
+def main() -> None:
+    app()

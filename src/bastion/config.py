@@ -1,0 +1,160 @@
+"""Every setting of the service, read once from ``BASTION_*`` environment variables.
+
+``load_settings()`` is called by ``create_app`` and the CLI, never at import time, and
+turns every bad value into one :class:`ConfigError` whose message names the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bastion.security.limits import Rate, parse_duration, parse_rate
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+MIN_SECRET_BYTES = 32
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which variable and why."""
+
+
+def _rate(value: Any) -> Any:
+    return parse_rate(value) if isinstance(value, str) else value
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+def _networks(value: Any) -> Any:
+    if isinstance(value, str):
+        return [
+            ipaddress.ip_network(p.strip(), strict=False) for p in value.split(",") if p.strip()
+        ]
+    return value
+
+
+RateSetting = Annotated[Rate, NoDecode, BeforeValidator(_rate)]
+DurationSetting = Annotated[int, BeforeValidator(_duration), Field(ge=1)]
+
+
+class Settings(BaseSettings):
+    """The typed settings object. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = "development"
+    database_url: str | None = None
+    redis_url: str | None = None
+    var_dir: Path = Path("var")
+
+    access_secret: SecretStr | None = None
+    refresh_secret: SecretStr | None = None
+    access_secret_previous: SecretStr | None = None
+    refresh_secret_previous: SecretStr | None = None
+    token_issuer: str = Field("bastion", min_length=1)
+    token_audience: str = Field("bastion", min_length=1)
+    access_ttl: DurationSetting = 15 * 60
+    refresh_ttl: DurationSetting = 7 * 86400
+
+    rate_limit_global: RateSetting = Rate(100, 900)
+    rate_limit_auth: RateSetting = Rate(10, 3600)
+    lockout: RateSetting = Rate(5, 900)
+    trusted_proxies: Annotated[list[Network], NoDecode, BeforeValidator(_networks)] = []
+    max_body_bytes: int = Field(10240, ge=256, le=64 * 1024 * 1024)
+
+    # OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane.
+    argon2_memory_kib: int = Field(19456, ge=8)
+    argon2_time_cost: int = Field(2, ge=1)
+    argon2_parallelism: int = Field(1, ge=1)
+    hash_concurrency: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)) or 1, ge=1)
+    hash_queue: int = Field(16, ge=0)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if self.production:
+            for name in ("access_secret", "refresh_secret"):
+                value: SecretStr | None = getattr(self, name)
+                if value is None:
+                    raise ValueError(f"BASTION_{name.upper()} is required in production")
+                if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                    raise ValueError(
+                        f"BASTION_{name.upper()} must be at least {MIN_SECRET_BYTES} bytes"
+                    )
+            if self.access_secret == self.refresh_secret:
+                raise ValueError("BASTION_ACCESS_SECRET and BASTION_REFRESH_SECRET must differ")
+        return self
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.var_dir / "bastion.sqlite3"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+
+def _format(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = [str(p) for p in item["loc"] if not str(p).startswith("function-")]
+        name = f"BASTION_{loc[0].upper()}" if loc else "configuration"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if loc:
+            lines.append(f"{name}: {message}")
+        else:
+            lines.append(message)
+    return "; ".join(lines)
+
+
+def _dev_secrets(var_dir: Path) -> dict[str, str]:
+    """Secrets generated once for development and kept in a 0600 file under ``var/``."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / "secrets.json"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(f"{path} must not be readable by others (chmod 600 {path})") from None
+        data: dict[str, str] = json.loads(path.read_text())
+        return data
+    data = {"access": secrets.token_urlsafe(48), "refresh": secrets.token_urlsafe(48)}
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus ``overrides``) into :class:`Settings`.
+
+    Raises :class:`ConfigError` with a message naming each bad variable.
+    """
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc)) from None
+    if not settings.production and (
+        settings.access_secret is None or settings.refresh_secret is None
+    ):
+        generated = _dev_secrets(settings.var_dir)
+        settings = settings.model_copy(
+            update={
+                "access_secret": settings.access_secret or SecretStr(generated["access"]),
+                "refresh_secret": settings.refresh_secret or SecretStr(generated["refresh"]),
+            }
+        )
+    return settings

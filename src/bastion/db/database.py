@@ -1,0 +1,305 @@
+"""One small async interface over asyncpg (PostgreSQL) and aiosqlite (SQLite).
+
+Repositories write their SQL once, with ``$1``-style parameters; the SQLite backend
+rewrites them to SQLite's numbered ``?1`` form (the values themselves are always bound,
+never formatted into the text). Rows come back as plain dicts with ids as strings,
+timestamps as aware datetimes and booleans as bools, whichever database answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Connection",
+    "Database",
+    "DatabaseUnavailable",
+    "IntegrityConflict",
+    "Row",
+    "open_database",
+]
+
+Row = dict[str, Any]
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or timed out; the API answers 503."""
+
+
+class IntegrityConflict(Exception):
+    """A unique or foreign-key constraint refused the write."""
+
+
+class Connection(Protocol):
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+    async def execute(self, sql: str, *args: Any) -> None: ...
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None: ...
+
+
+class Database(Connection, Protocol):
+    dialect: Dialect
+
+    def transaction(self) -> Any:
+        """``async with db.transaction() as conn:`` runs everything on ``conn`` atomically."""
+        ...
+
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+def open_database(url: str) -> Database:
+    scheme = urlsplit(url).scheme
+    if scheme in ("postgresql", "postgres"):
+        return PostgresDatabase(url)
+    if scheme == "sqlite":
+        return SqliteDatabase(Path(url.removeprefix("sqlite:///").removeprefix("sqlite://")))
+    raise ValueError(f"unsupported database URL scheme {scheme!r}; use sqlite:/// or postgresql://")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_row(record: Any) -> Row:
+    return {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in record.items()}
+
+
+class _PgConn:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return [_pg_row(r) for r in await self._conn.fetch(sql, *args)]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        record = await self._conn.fetchrow(sql, *args)
+        return None if record is None else _pg_row(record)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, args)
+
+
+class PostgresDatabase:
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self.url = url
+        self._min = min_size
+        self._max = max_size
+        self._pool: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _get_pool(self) -> Any:
+        if self._pool is None:
+            import asyncpg
+
+            async with self._lock:
+                if self._pool is None:
+                    try:
+                        self._pool = await asyncpg.create_pool(
+                            self.url,
+                            min_size=self._min,
+                            max_size=self._max,
+                            command_timeout=10,
+                            timeout=5,
+                        )
+                    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                        raise DatabaseUnavailable(str(exc)) from exc
+        return self._pool
+
+    @asynccontextmanager
+    async def _acquire(self, *, transaction: bool) -> AsyncIterator[_PgConn]:
+        import asyncpg
+
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire(timeout=5) as conn:
+                if transaction:
+                    async with conn.transaction():
+                        yield _PgConn(conn)
+                else:
+                    yield _PgConn(conn)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityConflict(str(exc)) from exc
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.AdminShutdownError,
+        ) as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+
+    def transaction(self) -> Any:
+        return self._acquire(transaction=True)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._acquire(transaction=False) as conn:
+            return await conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        async with self._acquire(transaction=False) as conn:
+            return await conn.fetchrow(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        async with self._acquire(transaction=False) as conn:
+            await conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        async with self._acquire(transaction=False) as conn:
+            await conn.executemany(sql, args)
+
+    async def ping(self) -> None:
+        await self.fetchrow("SELECT 1 AS ok")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+# --------------------------------------------------------------------------- SQLite
+
+_PARAM = re.compile(r"\$(\d+)")
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+
+def _adapt_datetime(value: datetime) -> str:
+    # One fixed-width format, so that text order is time order in SQLite.
+    return value.astimezone(UTC).strftime(_TS_FORMAT)
+
+
+def _convert_timestamp(raw: bytes) -> datetime:
+    return datetime.fromisoformat(raw.decode())
+
+
+sqlite3.register_adapter(datetime, _adapt_datetime)
+sqlite3.register_adapter(uuid.UUID, str)
+sqlite3.register_converter("TIMESTAMPTZ", _convert_timestamp)
+sqlite3.register_converter("BOOLEAN", lambda raw: raw not in (b"0", b""))
+
+
+_sql_cache: dict[str, str] = {}
+
+
+def _to_sqlite(sql: str) -> str:
+    converted = _sql_cache.get(sql)
+    if converted is None:
+        converted = _sql_cache[sql] = _PARAM.sub(r"?\1", sql)
+    return converted
+
+
+class _SqliteConn:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._conn.execute(_to_sqlite(sql), args) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        async with self._conn.execute(_to_sqlite(sql), args) as cur:
+            row = await cur.fetchone()
+        return None if row is None else dict(row)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(_to_sqlite(sql), args)
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(_to_sqlite(sql), args)
+
+
+class SqliteDatabase:
+    """One connection, one statement or transaction at a time (SQLite has one writer
+    anyway); WAL so readers of other processes are not blocked."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> Any:
+        if self._conn is None:
+            import aiosqlite
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(
+                self.path, detect_types=sqlite3.PARSE_DECLTYPES, isolation_level=None
+            )
+            conn.row_factory = sqlite3.Row
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=NORMAL",
+                "PRAGMA foreign_keys=ON",
+                "PRAGMA busy_timeout=5000",
+            ):
+                await conn.execute(pragma)
+            self._conn = conn
+        return self._conn
+
+    @asynccontextmanager
+    async def _use(self, *, transaction: bool) -> AsyncIterator[_SqliteConn]:
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                if not transaction:
+                    yield _SqliteConn(conn)
+                    return
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _SqliteConn(conn)
+                except BaseException:
+                    await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityConflict(str(exc)) from exc
+            except sqlite3.OperationalError as exc:
+                raise DatabaseUnavailable(str(exc)) from exc
+
+    def transaction(self) -> Any:
+        return self._use(transaction=True)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._use(transaction=False) as conn:
+            return await conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        async with self._use(transaction=False) as conn:
+            return await conn.fetchrow(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        async with self._use(transaction=False) as conn:
+            await conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        async with self._use(transaction=False) as conn:
+            await conn.executemany(sql, args)
+
+    async def ping(self) -> None:
+        await self.fetchrow("SELECT 1 AS ok")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None

@@ -1,0 +1,153 @@
+"""Schema migrations: numbered steps, applied in order, each in its own transaction.
+
+Each step has a PostgreSQL and a SQLite form of its DDL (types differ: ``uuid`` and
+``timestamptz`` against ``TEXT``); the queries that read and write the tables are
+shared. Concurrent starters serialise on an advisory lock (PostgreSQL) or on SQLite's
+single writer, so two workers never apply a step twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bastion.db.database import Database
+
+__all__ = ["MIGRATIONS", "migrate", "pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    postgresql: tuple[str, ...]
+    sqlite: tuple[str, ...]
+
+
+def _both(*statements: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Write DDL once with portable placeholders for the types that differ."""
+    pg = tuple(s.replace("{UUID}", "uuid").replace("{TS}", "timestamptz") for s in statements)
+    lite = tuple(s.replace("{UUID}", "TEXT").replace("{TS}", "TIMESTAMPTZ") for s in statements)
+    return pg, lite
+
+
+_INITIAL = _both(
+    """CREATE TABLE users (
+        id {UUID} PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL DEFAULT 'user' CHECK (role IN ('user', 'admin')),
+        flagged BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at {TS} NOT NULL,
+        password_changed_at {TS} NOT NULL
+    )""",
+    """CREATE TABLE products (
+        id {UUID} PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        price_cents INTEGER NOT NULL CHECK (price_cents >= 0),
+        currency TEXT NOT NULL,
+        active BOOLEAN NOT NULL DEFAULT TRUE,
+        created_at {TS} NOT NULL
+    )""",
+    """CREATE TABLE promo_codes (
+        code TEXT PRIMARY KEY,
+        percent_off INTEGER NOT NULL CHECK (percent_off BETWEEN 0 AND 100),
+        active BOOLEAN NOT NULL DEFAULT TRUE,
+        expires_at {TS},
+        created_at {TS} NOT NULL
+    )""",
+    """CREATE TABLE orders (
+        id {UUID} PRIMARY KEY,
+        user_id {UUID} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'shipped', 'cancelled')),
+        ship_line1 TEXT NOT NULL,
+        ship_city TEXT NOT NULL,
+        ship_postcode TEXT NOT NULL,
+        ship_country TEXT NOT NULL,
+        promo_code TEXT REFERENCES promo_codes(code),
+        subtotal_cents INTEGER NOT NULL,
+        discount_cents INTEGER NOT NULL,
+        total_cents INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        created_at {TS} NOT NULL
+    )""",
+    "CREATE INDEX orders_by_owner ON orders (user_id, created_at DESC, id DESC)",
+    """CREATE TABLE order_items (
+        order_id {UUID} NOT NULL REFERENCES orders(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        product_id {UUID} NOT NULL REFERENCES products(id),
+        quantity INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 100),
+        unit_price_cents INTEGER NOT NULL,
+        PRIMARY KEY (order_id, position)
+    )""",
+    """CREATE TABLE sessions (
+        id {UUID} PRIMARY KEY,
+        user_id {UUID} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        token_id TEXT NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 0,
+        created_at {TS} NOT NULL,
+        last_used_at {TS} NOT NULL,
+        expires_at {TS} NOT NULL,
+        revoked_at {TS},
+        revoked_reason TEXT,
+        user_agent TEXT NOT NULL DEFAULT '',
+        ip TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX sessions_by_user ON sessions (user_id, created_at)",
+    """CREATE TABLE security_events (
+        id {UUID} PRIMARY KEY,
+        ts {TS} NOT NULL,
+        event TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        user_id {UUID},
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        reason TEXT
+    )""",
+    "CREATE INDEX security_events_by_time ON security_events (ts DESC, id DESC)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", postgresql=_INITIAL[0], sqlite=_INITIAL[1]),
+)
+
+_VERSIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)"""
+
+
+async def _applied(db: Database) -> set[int]:
+    await db.execute(_VERSIONS)
+    return {r["version"] for r in await db.fetch("SELECT version FROM schema_migrations")}
+
+
+async def pending(db: Database) -> list[Migration]:
+    done = await _applied(db)
+    return [m for m in MIGRATIONS if m.version not in done]
+
+
+async def migrate(db: Database) -> list[Migration]:
+    """Apply every pending step; returns the steps this call applied."""
+    applied: list[Migration] = []
+    for step in await pending(db):
+        async with db.transaction() as conn:
+            if db.dialect == "postgresql":
+                await conn.execute("SELECT pg_advisory_xact_lock(7201531)")
+            if await conn.fetchrow(
+                "SELECT 1 AS done FROM schema_migrations WHERE version = $1", step.version
+            ):
+                continue  # another process got there first
+            for statement in step.postgresql if db.dialect == "postgresql" else step.sqlite:
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                step.version,
+                step.name,
+                datetime.now(UTC).isoformat(),
+            )
+        applied.append(step)
+    return applied

@@ -1,0 +1,140 @@
+"""The global per-client rate limit, with the IETF RateLimit header fields.
+
+Header syntax: draft-ietf-httpapi-ratelimit-headers-10, one list member per policy
+that applies to the request (``RateLimit-Policy: "global";q=100;w=900`` and
+``RateLimit: "global";r=99;t=900``). Other limits met while handling the request (the
+auth limit, say) add their members through :func:`add_policy`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bastion.security.asgi import ASGIApp, Message, Receive, Scope, Send
+from bastion.security.client_ip import client_ip
+from bastion.security.limits import Rate
+from bastion.security.problems import send_problem
+from bastion.store import Hit, MemoryStore, Store, StoreUnavailable
+
+__all__ = [
+    "FLAGGED_KEY",
+    "POLICIES_KEY",
+    "RateLimitConfig",
+    "RateLimitMiddleware",
+    "add_policy",
+    "retry_after",
+]
+
+POLICIES_KEY = "bastion.ratelimit.policies"
+# Set to whether the flag that ``flag_for`` named is raised, when it was looked up.
+FLAGGED_KEY = "bastion.ratelimit.flagged"
+logger = logging.getLogger("bastion.ratelimit")
+
+OnExceeded = Callable[[Scope, str, Hit], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """A budget per client IP for paths under ``prefix``; ``exempt`` paths are never
+    counted (health checks)."""
+
+    rate: Rate
+    name: str = "global"
+    prefix: str = "/api/"
+    exempt: frozenset[str] = field(default_factory=lambda: frozenset({"/healthz", "/readyz"}))
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError("a policy name must be a plain token")
+
+
+def retry_after(hit: Hit) -> int:
+    return max(1, math.ceil(hit.reset_after))
+
+
+def add_policy(scope: Scope, name: str, rate: Rate, hit: Hit) -> None:
+    """Report one more policy in this response's RateLimit header fields."""
+    policies = scope.get(POLICIES_KEY)
+    if policies is not None:
+        policies.append((name, rate, hit))
+
+
+def _headers(policies: list[tuple[str, Rate, Hit]]) -> list[tuple[bytes, bytes]]:
+    policy = ", ".join(f'"{n}";q={r.count};w={r.window}' for n, r, _ in policies)
+    state = ", ".join(f'"{n}";r={h.remaining};t={math.ceil(h.reset_after)}' for n, _, h in policies)
+    return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", state.encode())]
+
+
+class RateLimitMiddleware:
+    """Takes one slot per request from the client's budget in one store round trip.
+
+    When the store is unreachable the limit falls back to a per-process budget (and
+    says so in the log) rather than letting requests through unlimited.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: RateLimitConfig,
+        store: Store,
+        *,
+        on_exceeded: OnExceeded | None = None,
+        flag_for: Callable[[Scope], str | None] | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.store = store
+        self.fallback = MemoryStore()
+        self.on_exceeded = on_exceeded
+        self.flag_for = flag_for
+        self._key_prefix = f"rl:{config.name}:"
+        self._degraded = False
+
+    async def _hit(self, key: str, scope: Scope) -> Hit:
+        rate = self.config.rate
+        flag = self.flag_for(scope) if self.flag_for is not None else None
+        try:
+            hit = await self.store.hit(key, limit=rate.count, window=rate.window, check_flag=flag)
+        except StoreUnavailable as exc:
+            if not self._degraded:
+                self._degraded = True
+                logger.warning("store unreachable (%s): global limit is per-process now", exc)
+            return await self.fallback.hit(key, limit=rate.count, window=rate.window)
+        if self._degraded:
+            self._degraded = False
+            logger.warning("store reachable again: global limit is shared again")
+        if flag is not None:
+            scope[FLAGGED_KEY] = hit.flagged
+        return hit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if not path.startswith(self.config.prefix) or path in self.config.exempt:
+            await self.app(scope, receive, send)
+            return
+        hit = await self._hit(self._key_prefix + client_ip(scope), scope)
+        policies: list[tuple[str, Rate, Hit]] = [(self.config.name, self.config.rate, hit)]
+        if not hit.allowed:
+            if self.on_exceeded is not None:
+                await self.on_exceeded(scope, self.config.name, hit)
+            await send_problem(
+                send,
+                429,
+                "Too many requests from this client; try again later.",
+                headers=[*_headers(policies), (b"retry-after", str(retry_after(hit)).encode())],
+            )
+            return
+        scope[POLICIES_KEY] = policies
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *_headers(policies)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,124 @@
+"""Signed, typed JWTs with pinned algorithms and key rotation.
+
+A :class:`TokenCodec` issues and verifies one kind of token (``typ``). Its keys are
+``[current, *previous]``: new tokens are signed with the current key and name it in
+``kid``; tokens naming a previous key still verify until they expire.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from bastion.security.exceptions import InvalidToken
+from bastion.security.secret import Secret
+
+__all__ = ["TokenCodec", "TokenConfig"]
+
+_HMAC = frozenset({"HS256", "HS384", "HS512"})
+# Header parameters that would let a token choose its own key or its own rules.
+_FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit"})
+_REQUIRED = ("exp", "iat", "sub", "jti", "iss", "aud", "typ")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    typ: str
+    keys: Sequence[Secret]
+    issuer: str
+    audience: str
+    ttl: int
+    algorithm: str = "HS256"
+    leeway: int = 0
+    clock: Callable[[], float] = field(default=time.time)
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("a token codec needs at least one key")
+        if self.algorithm not in _HMAC:
+            raise ValueError(
+                f"unsupported algorithm {self.algorithm!r}; use one of {sorted(_HMAC)}"
+            )
+        if self.ttl < 1:
+            raise ValueError("ttl must be positive")
+        if len({k.key_id for k in self.keys}) != len(self.keys):
+            raise ValueError("the same key is listed twice")
+
+
+class TokenCodec:
+    """Issue and verify tokens of one ``typ``. :meth:`verify` raises
+    :class:`InvalidToken` for every failure and never returns a partial answer."""
+
+    __slots__ = ("_by_kid", "_current", "config")
+
+    def __init__(self, config: TokenConfig) -> None:
+        self.config = config
+        self._current = config.keys[0]
+        self._by_kid = {k.key_id: k.reveal() for k in config.keys}
+
+    def issue(
+        self, subject: str, *, claims: Mapping[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """A fresh token for ``subject`` and the claims it carries."""
+        now = int(self.config.clock())
+        payload: dict[str, Any] = {
+            **(claims or {}),
+            "sub": subject,
+            "iat": now,
+            "exp": now + self.config.ttl,
+            "jti": uuid.uuid4().hex,
+            "iss": self.config.issuer,
+            "aud": self.config.audience,
+            "typ": self.config.typ,
+        }
+        token = jwt.encode(
+            payload,
+            self._current.reveal(),
+            algorithm=self.config.algorithm,
+            headers={"kid": self._current.key_id},
+        )
+        return token, payload
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The verified claims. Raises :class:`InvalidToken` (with a ``reason``)."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+        if header.get("alg") != self.config.algorithm:
+            raise InvalidToken(f"algorithm {header.get('alg')!r} is not accepted")
+        if _FORBIDDEN_HEADERS.intersection(header):
+            raise InvalidToken("token header names its own key material")
+        kid = header.get("kid")
+        key = self._by_kid.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidToken("unknown key id")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[self.config.algorithm],
+                audience=self.config.audience,
+                issuer=self.config.issuer,
+                leeway=self.config.leeway,
+                options={"require": list(_REQUIRED), "verify_iat": True},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("token expired") from None
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"token rejected: {type(exc).__name__}") from None
+        if claims.get("typ") != self.config.typ:
+            raise InvalidToken(
+                f"token of type {claims.get('typ')!r} where {self.config.typ!r} is required"
+            )
+        if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("jti"), str):
+            raise InvalidToken("sub and jti must be strings")
+        # PyJWT checks exp against its own clock; the injectable clock is checked too.
+        if claims["exp"] <= self.config.clock() - self.config.leeway:
+            raise InvalidToken("token expired")
+        return claims

@@ -1,0 +1,1 @@
+"""The storefront: one page and its static files, no build step."""
