@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
 
+from bastion.api.page_cache import PageCache
 from bastion.config import Settings
 from bastion.db import Database
 from bastion.security.events import SecurityEventLog
@@ -35,6 +36,7 @@ class Services:
     events: SecurityEventLog
     device: TokenCodec
     guard: AttemptGuard
+    catalogue_pages: PageCache = field(default_factory=PageCache)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,8 @@ class Principal:
     token: dict[str, Any]
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain def dependency in a thread pool.
     services: Services = request.app.state.services
     return services
 

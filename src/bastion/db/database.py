@@ -94,6 +94,15 @@ class _PgConn:
         await self._conn.executemany(sql, args)
 
 
+async def _reset(conn: Any) -> None:
+    """What a pooled connection needs before reuse. asyncpg's default also runs
+    ``RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()``: one more round trip
+    per query, for session state this code never creates (it uses no LISTEN, no
+    session-level SET, cursors or advisory locks outside transactions)."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class PostgresDatabase:
     dialect: Dialect = "postgresql"
 
@@ -115,8 +124,14 @@ class PostgresDatabase:
                             self.url,
                             min_size=self._min,
                             max_size=self._max,
-                            command_timeout=10,
                             timeout=5,
+                            reset=_reset,
+                            # Enforced by the server: a client-side timeout would wrap
+                            # every query in a timer task.
+                            server_settings={
+                                "statement_timeout": "10000",
+                                "idle_in_transaction_session_timeout": "30000",
+                            },
                         )
                     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                         raise DatabaseUnavailable(str(exc)) from exc
@@ -128,7 +143,7 @@ class PostgresDatabase:
 
         pool = await self._get_pool()
         try:
-            async with pool.acquire(timeout=5) as conn:
+            async with pool.acquire() as conn:
                 if transaction:
                     async with conn.transaction():
                         yield _PgConn(conn)

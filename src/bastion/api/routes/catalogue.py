@@ -1,4 +1,9 @@
-"""``/api/products``: the public catalogue."""
+"""``/api/products``: the public catalogue.
+
+Catalogue pages are the same for every caller and change rarely, so each rendered page
+is kept for a second (:class:`bastion.api.page_cache.PageCache`). Prices are never taken
+from there: an order re-reads them in its own query.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +20,23 @@ from bastion.db import catalogue
 
 router = APIRouter(prefix="/api/products", tags=["catalogue"])
 
-
 @router.get("", response_model=Page[ProductOut])
 async def list_products(services: Svc, limit: Limit = 20, cursor: Cursor = None) -> Response:
+    cached = services.catalogue_pages.get((cursor, limit))
+    if cached is not None:
+        return Response(cached, media_type="application/json")
     after = decode_cursor(cursor, str)[0] if cursor else None
     rows = await catalogue.list_products(services.db, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    return json_response(
+    response = json_response(
         {
             "items": [product_out(r) for r in rows],
             "nextCursor": encode_cursor(rows[-1]["id"]) if more else None,
         }
     )
+    services.catalogue_pages.put((cursor, limit), bytes(response.body))
+    return response
 
 
 @router.get("/{product_id}", response_model=ProductOut)
