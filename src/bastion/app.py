@@ -24,6 +24,7 @@ from bastion import __version__
 from bastion.api.deps import Services, revoked_flag
 from bastion.api.errors import install_error_handlers
 from bastion.api.routes import admin, auth, catalogue, health, orders, users
+from bastion.api.sessions import revocation_sync
 from bastion.config import Settings, load_settings
 from bastion.db import DatabaseUnavailable, open_database
 from bastion.db import events as event_rows
@@ -33,12 +34,13 @@ from bastion.security.body_limit import BodyLimitConfig, BodyLimitMiddleware
 from bastion.security.client_ip import ClientIPConfig, ClientIPMiddleware
 from bastion.security.events import SecurityEventLog
 from bastion.security.guard import AttemptGuard, GuardConfig
-from bastion.security.headers import DEFAULT_CSP, SecurityHeadersConfig, SecurityHeadersMiddleware
+from bastion.security.headers import SecurityHeadersConfig, SecurityHeadersMiddleware
 from bastion.security.media_type import JsonOnlyMiddleware
 from bastion.security.passwords import HasherConfig, PasswordHasher
 from bastion.security.ratelimit import RateLimitConfig, RateLimitMiddleware
 from bastion.security.request_id import RequestIdMiddleware
 from bastion.security.secret import Secret
+from bastion.security.token_cache import VerifiedTokenCache
 from bastion.security.tokens import TokenCodec, TokenConfig
 from bastion.store import Hit, open_store
 
@@ -71,6 +73,10 @@ class EventWriter:
             await event_rows.insert_events(services.db, batch)
         except DatabaseUnavailable:
             self.pending[:0] = batch
+        except Exception:
+            # A batch the database refuses would be refused again: drop it (every event
+            # was logged already) rather than let the writer task die.
+            logger.exception("could not store %d security event(s)", len(batch))
 
     async def run(self, services: Services) -> None:
         while True:
@@ -110,6 +116,7 @@ def build_services(settings: Settings, writer: EventWriter) -> Services:
             )
         )
 
+    access = codec("access", access_keys, settings.access_ttl)
     return Services(
         settings=settings,
         db=open_database(settings.effective_database_url),
@@ -123,7 +130,8 @@ def build_services(settings: Settings, writer: EventWriter) -> Services:
                 queue=settings.hash_queue,
             )
         ),
-        access=codec("access", access_keys, settings.access_ttl),
+        access=access,
+        verified=VerifiedTokenCache(clock=access.config.clock),
         refresh=codec("refresh", refresh_keys, settings.refresh_ttl),
         device=codec("device", [device_key], 180 * 86400),
         events=SecurityEventLog(sink=writer),
@@ -160,7 +168,8 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         await services.hasher.warm_up()
         task = asyncio.create_task(writer.run(services))
         try:
-            yield
+            async with revocation_sync(services):
+                yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -193,10 +202,6 @@ def create_app(settings: Settings | None = None) -> BastionApp:
     async def on_exceeded(scope: Scope, name: str, hit: Hit) -> None:
         services.events.emit("ratelimit.exceeded", scope, reason=f"{name} limit")
 
-    csp = DEFAULT_CSP
-    if not settings.production:
-        # Plain-HTTP development on loopback: upgrading would break the storefront.
-        csp = csp.replace("; upgrade-insecure-requests", "")
     asgi: Any = JsonOnlyMiddleware(api)
     asgi = BodyLimitMiddleware(asgi, BodyLimitConfig(settings.max_body_bytes))
     asgi = RateLimitMiddleware(
@@ -209,6 +214,7 @@ def create_app(settings: Settings | None = None) -> BastionApp:
     asgi = ClientIPMiddleware(asgi, ClientIPConfig(tuple(settings.trusted_proxies)))
     asgi = RequestIdMiddleware(asgi)
     asgi = SecurityHeadersMiddleware(
-        asgi, SecurityHeadersConfig(overrides={"content-security-policy": csp})
+        # Plain-HTTP development on loopback: upgrading would break the storefront.
+        asgi, SecurityHeadersConfig(upgrade_insecure_requests=settings.production)
     )
     return BastionApp(api, asgi, services)

@@ -17,12 +17,40 @@ from bastion.security.exceptions import InvalidToken
 from bastion.security.guard import AttemptGuard
 from bastion.security.passwords import PasswordHasher
 from bastion.security.ratelimit import FLAGGED_KEY
+from bastion.security.token_cache import VerifiedTokenCache
 from bastion.security.tokens import TokenCodec
 from bastion.store import Store
 
-__all__ = ["AdminUser", "CurrentUser", "Principal", "Services", "revoked_flag"]
+__all__ = [
+    "AdminUser",
+    "CurrentUser",
+    "Principal",
+    "RevocationState",
+    "Services",
+    "revoked_flag",
+]
 
 SID_HINT_KEY = "bastion.sid_hint"
+
+
+class RevocationState:
+    """Whether this process may take a missing revocation flag to mean "not revoked".
+
+    False until the first sync of the flags from the database, and again from the
+    moment a flag may be missing (a write failed, the store was unreachable) until the
+    next sync (``bastion.api.sessions``); meanwhile sessions are read from the database.
+    """
+
+    __slots__ = ("losses", "synced")
+
+    def __init__(self) -> None:
+        self.synced = False
+        self.losses = 0
+
+    def lost(self) -> None:
+        """A flag may be missing from the store: trust none until the next sync."""
+        self.synced = False
+        self.losses += 1
 
 
 @dataclass(slots=True)
@@ -37,6 +65,8 @@ class Services:
     device: TokenCodec
     guard: AttemptGuard
     catalogue_pages: PageCache = field(default_factory=PageCache)
+    verified: VerifiedTokenCache = field(default_factory=VerifiedTokenCache)
+    revocations: RevocationState = field(default_factory=RevocationState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +128,25 @@ async def current_user(request: Request, services: Svc) -> Principal:
     token = _bearer(request)
     if token is None:
         raise InvalidToken("missing bearer token")
-    try:
-        claims = services.access.verify(token)
-    except InvalidToken as exc:
-        services.events.emit("auth.token.rejected", request.scope, reason=exc.reason)
-        raise
+    claims = services.verified.get(token)
+    if claims is None:
+        try:
+            claims = services.access.verify(token)
+        except InvalidToken as exc:
+            services.events.emit("auth.token.rejected", request.scope, reason=exc.reason)
+            raise
+        services.verified.put(token, claims)
     sid = claims.get("sid")
     if not isinstance(sid, str):
         services.events.emit("auth.token.rejected", request.scope, reason="token names no session")
         raise InvalidToken("token names no session")
     scope = request.scope
     if scope.get(SID_HINT_KEY) == sid and FLAGGED_KEY in scope:
-        revoked = bool(scope[FLAGGED_KEY])
+        # Looked up by the limiter in its own round trip: no extra one here. A raised
+        # flag is always right; a missing one only while the flags are known in sync.
+        revoked = bool(scope[FLAGGED_KEY]) or (
+            not services.revocations.synced and await _session_ended(services, sid)
+        )
     else:  # the limiter did not look it up (store down, or not under its prefix)
         revoked = await _revoked_slow(services, sid)
     if revoked:
@@ -121,15 +158,23 @@ async def current_user(request: Request, services: Svc) -> Principal:
 
 
 async def _revoked_slow(services: Services, sid: str) -> bool:
-    from bastion.db import sessions
     from bastion.store import StoreUnavailable
 
     try:
-        return await services.store.has_flag(revoked_key(sid))
+        if await services.store.has_flag(revoked_key(sid)):
+            return True
     except StoreUnavailable:
         # Fail closed on the durable record rather than trust a token blindly.
-        row = await sessions.get_session(services.db, session_id=sid)
-        return row is None or row["revoked_at"] is not None
+        return await _session_ended(services, sid)
+    return not services.revocations.synced and await _session_ended(services, sid)
+
+
+async def _session_ended(services: Services, sid: str) -> bool:
+    """The database's answer: the session is gone or revoked."""
+    from bastion.db import sessions
+
+    row = await sessions.get_session(services.db, session_id=sid)
+    return row is None or row["revoked_at"] is not None
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
