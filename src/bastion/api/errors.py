@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from bastion.api.schemas import PATTERN_MESSAGES
 from bastion.db import DatabaseUnavailable
 from bastion.security.exceptions import RateLimited, SecurityError, Unavailable
 from bastion.security.problems import problem_body
@@ -75,19 +76,47 @@ _MESSAGES = {
     "extra_forbidden": "is not a field you can set",
     "missing": "is required",
     "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
     "string_type": "must be a string",
+    "string_unicode": "must be valid Unicode text",
     "list_type": "must be an array",
     "model_type": "must be an object",
     "model_attributes_type": "must be an object",
     "dict_type": "must be an object",
     "bool_type": "must be a boolean",
+    "bool_parsing": "must be a boolean",
+    "uuid_parsing": "must be a UUID",
+    "uuid_type": "must be a UUID",
+}
+# Messages that quote a limit from the error's context.
+_LIMITS = {
+    "string_too_short": "must be at least {min_length} characters",
+    "string_too_long": "must be at most {max_length} characters",
+    "too_short": "must have at least {min_length} item(s)",
+    "too_long": "must have at most {max_length} items",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "greater_than": "must be more than {gt}",
+    "less_than": "must be less than {lt}",
 }
 
 
 def _detail(error: Mapping[str, Any]) -> str:
     kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
     if kind in _MESSAGES:
         return _MESSAGES[kind]
+    if kind in _LIMITS:
+        try:
+            return _LIMITS[kind].format(**ctx).replace("at least 1 item(s)", "at least 1 item")
+        except (KeyError, IndexError):
+            pass
+    elif kind == "string_pattern_mismatch":
+        return PATTERN_MESSAGES.get(str(ctx.get("pattern")), "has the wrong format")
+    elif kind == "literal_error" and "expected" in ctx:
+        choices = str(ctx["expected"]).replace(" or ", ", ").replace("'", "")
+        return f"must be one of {choices}"
     message = str(error.get("msg", "is invalid"))
     return message.removeprefix("Value error, ")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -48,11 +48,13 @@ def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
         if kind is datetime:
             try:
                 parsed = datetime.fromisoformat(value)
-            except ValueError:
+                if parsed.tzinfo is None:
+                    raise ValueError("a cursor's time has an offset")
+                # Normalised here: an offset that pushes the instant past year 9999 (or
+                # before year 1) would otherwise overflow in the database driver.
+                out.append(parsed.astimezone(UTC))
+            except (ValueError, OverflowError):
                 raise _bad() from None
-            if parsed.tzinfo is None:
-                raise _bad()
-            out.append(parsed)
         elif _UUID.match(value):
             out.append(value)
         else:

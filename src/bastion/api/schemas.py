@@ -10,6 +10,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
+    "PATTERN_MESSAGES",
     "CreateOrder",
     "LoginRequest",
     "OrderOut",
@@ -24,6 +25,14 @@ __all__ = [
 
 T = TypeVar("T")
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+POSTCODE_PATTERN = r"^[A-Za-z0-9 -]{3,10}$"
+PROMO_CODE_PATTERN = r"^[A-Z0-9-]{4,20}$"
+# What a client is told when a string does not match one of the patterns above.
+PATTERN_MESSAGES = {
+    UUID_PATTERN: "must be a UUID",
+    POSTCODE_PATTERN: "must be 3 to 10 letters, digits, spaces or hyphens",
+    PROMO_CODE_PATTERN: "must be 4 to 20 capital letters, digits or hyphens",
+}
 
 
 class Strict(BaseModel):
@@ -70,8 +79,16 @@ class RegisterRequest(Strict):
     name: Annotated[Name, AfterValidator(_printable)]
 
 
+def _login_email(value: str) -> str:
+    # Not checked as an address (a login says nothing about which emails exist), but
+    # control characters are refused: PostgreSQL cannot even compare a text with NUL.
+    if not value.strip().isprintable():
+        raise ValueError("must not contain control characters")
+    return value
+
+
 class LoginRequest(Strict):
-    email: Annotated[str, StringConstraints(max_length=254)]
+    email: Annotated[str, StringConstraints(max_length=254), AfterValidator(_login_email)]
     password: Password
 
 
@@ -100,14 +117,14 @@ class AddressIn(Strict):
         StringConstraints(strip_whitespace=True, min_length=2, max_length=100),
         AfterValidator(_printable),
     ]
-    postcode: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9 -]{3,10}$")]
+    postcode: Annotated[str, StringConstraints(pattern=POSTCODE_PATTERN)]
     country: Literal["IN", "US", "GB", "AU"]
 
 
 class CreateOrder(Strict):
     items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=50)]
     shippingAddress: AddressIn
-    promoCode: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9-]{4,20}$")] | None = None
+    promoCode: Annotated[str, StringConstraints(pattern=PROMO_CODE_PATTERN)] | None = None
 
 
 # ----------------------------------------------------------------------------- responses
