@@ -85,7 +85,7 @@ def serve(
     console.print(f"Bastion on http://{host}:{port} ({_describe(settings)}, {workers} worker(s))")
     import uvicorn
 
-    from bastion.security.events import configure_logging
+    from bastion.security.events import configure_logging, logging_config
 
     configure_logging()
     uvicorn.run(
@@ -100,7 +100,7 @@ def serve(
         proxy_headers=False,  # Bastion resolves the client IP itself (BASTION_TRUSTED_PROXIES)
         server_header=False,
         date_header=True,
-        log_config=None,
+        log_config=logging_config(),  # applied in every worker process, not just this one
         lifespan="on",
     )
 

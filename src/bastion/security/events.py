@@ -1,18 +1,29 @@
-"""Security events: one JSON object per line on standard output, redacted on the way out.
+"""Security events and the process's log lines: JSON on standard output, redacted.
 
-:class:`SecurityEventLog` builds ``{ts, event, ip, userId?, method, path, requestId,
-reason?}`` from the ASGI scope, passes it through :func:`redact` and writes it with
-structlog; an optional ``sink`` receives the same (redacted) record for storage.
+:class:`SecurityEventLog` writes one JSON object per event::
+
+    {"ts": "...Z", "event": "auth.login.failed", "ip": "203.0.113.9", "userId": "...",
+     "method": "POST", "path": "/api/auth/login", "requestId": "...", "reason": "...",
+     "level": "warning", "kind": "security"}
+
+(``userId`` and ``reason`` only when known) and hands the same record to an optional
+``sink`` that stores it. The path is the route's template when one matched
+(``/api/orders/{order_id}``), so ids and whatever else a client puts in a path stay out.
+
+Redaction is the last step before rendering, for events and for every other log line
+(:func:`configure_logging` and :func:`logging_config` route the standard library and
+uvicorn through the same processors), so no caller can forget it.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.config
 import sys
 import uuid
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO, get_args
 
 import structlog
 
@@ -20,7 +31,15 @@ from bastion.security.asgi import Scope
 from bastion.security.client_ip import client_ip
 from bastion.security.redaction import redact, redact_text
 
-__all__ = ["REQUEST_ID_KEY", "EventName", "SecurityEventLog", "configure_logging"]
+__all__ = [
+    "EVENT_NAMES",
+    "REQUEST_ID_KEY",
+    "EventName",
+    "SecurityEventLog",
+    "configure_logging",
+    "json_formatter",
+    "logging_config",
+]
 
 REQUEST_ID_KEY = "bastion.request_id"
 EventName = Literal[
@@ -33,55 +52,127 @@ EventName = Literal[
     "input.rejected",
     "ratelimit.exceeded",
 ]
+EVENT_NAMES: tuple[str, ...] = get_args(EventName)
 Sink = Callable[[dict[str, Any]], None]
+EventDict = MutableMapping[str, Any]
+MAX_TEXT = 512
 
 
-def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
-    return {k: redact(v, key=k) if k != "event" else v for k, v in event_dict.items()}
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _timestamp(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """``ts`` (kept if the caller gave one) and ``event`` lead every line."""
+    ts = event_dict.pop("ts", None)
+    stamp = _iso(ts if isinstance(ts, datetime) else datetime.now(UTC))
+    return {"ts": stamp, "event": event_dict.pop("event", ""), **event_dict}
+
+
+def _redact(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    # The event name is redacted as text too: for a standard-library record it is the
+    # formatted message, which may quote a path or an exception.
+    return {k: redact(v, key=k if k != "event" else "") for k, v in event_dict.items()}
+
+
+def _processors() -> list[Any]:
+    """The shared tail of every chain: render exceptions to text, then redact, then JSON."""
+    return [
+        structlog.processors.format_exc_info,
+        _timestamp,
+        _redact,
+        structlog.processors.JSONRenderer(sort_keys=False),
+    ]
+
+
+class _Stdout:
+    """``sys.stdout`` looked up at each write, so a replaced stdout (tests) is honoured."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def json_formatter() -> logging.Formatter:
+    """A :mod:`logging` formatter that renders records as redacted JSON lines."""
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *_processors()],
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+        ],
+    )
+
+
+def logging_config(level: int | str = logging.INFO) -> dict[str, Any]:
+    """A :func:`logging.config.dictConfig` mapping: every record, uvicorn's included, as
+    redacted JSON on stdout. Give it to uvicorn as ``log_config`` so that each worker
+    process applies it too."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.json_formatter"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": {
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+        },
+    }
 
 
 def configure_logging(level: int = logging.INFO) -> None:
     """JSON lines on stdout for structlog and the standard library, both redacted."""
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-        _redact_processor,
-        structlog.processors.JSONRenderer(),
-    ]
     structlog.configure(
-        processors=processors,
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            *_processors(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(_Stdout()),  # type: ignore[arg-type]
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                _redact_processor,
-                structlog.processors.JSONRenderer(),
-            ],
-            foreign_pre_chain=[
-                structlog.stdlib.add_log_level,
-                structlog.stdlib.add_logger_name,
-                structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-            ],
-        )
-    )
-    root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers = []
-        logging.getLogger(name).propagate = True
+    logging.config.dictConfig(logging_config(level))
+
+
+def _clean(text: str) -> str:
+    """Printable, bounded, redacted: safe for a log line and for any database column
+    (PostgreSQL refuses NUL in text)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: MAX_TEXT * 2])
+    return redact_text(text)[:MAX_TEXT]
+
+
+def _user_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 class SecurityEventLog:
-    def __init__(self, *, sink: Sink | None = None) -> None:
-        self._log = structlog.get_logger("bastion.security")
+    """Writes security events as JSON lines (``stream`` defaults to standard output) and
+    passes each record to ``sink``. The log line never depends on how, or whether, the
+    application configured logging."""
+
+    def __init__(self, *, sink: Sink | None = None, stream: TextIO | None = None) -> None:
         self.sink = sink
+        self._log = structlog.wrap_logger(
+            structlog.PrintLogger(stream or _Stdout()),  # type: ignore[arg-type]
+            processors=[structlog.processors.add_log_level, *_processors()],
+            wrapper_class=structlog.BoundLogger,
+        )
 
     def emit(
         self,
@@ -91,29 +182,33 @@ class SecurityEventLog:
         user_id: str | None = None,
         reason: str | None = None,
     ) -> dict[str, Any]:
+        """Log the event and hand it to the sink; returns the stored record (snake_case
+        keys, ``ts`` as an aware datetime)."""
         route = scope.get("route")
         path = getattr(route, "path", None) or scope.get("path", "")
         record: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "ts": datetime.now(UTC),
             "event": event,
-            "ip": client_ip(scope),
-            "user_id": user_id,
-            "method": scope.get("method", ""),
-            "path": redact_text(str(path))[:512],
-            "request_id": scope.get(REQUEST_ID_KEY, ""),
-            "reason": redact_text(reason)[:512] if reason else None,
+            "ip": _clean(client_ip(scope)),
+            "user_id": _user_id(user_id),
+            "method": _clean(str(scope.get("method", ""))),
+            "path": _clean(str(path)),
+            "request_id": _clean(str(scope.get(REQUEST_ID_KEY, ""))),
+            "reason": _clean(reason) if reason else None,
         }
-        self._log.warning(
-            event,
-            kind="security",
-            ip=record["ip"],
-            userId=user_id,
-            method=record["method"],
-            path=record["path"],
-            requestId=record["request_id"],
-            reason=record["reason"],
-        )
+        line: dict[str, Any] = {
+            "ts": record["ts"],
+            "ip": record["ip"],
+            "method": record["method"],
+            "path": record["path"],
+            "requestId": record["request_id"],
+        }
+        if record["user_id"] is not None:
+            line["userId"] = record["user_id"]
+        if record["reason"] is not None:
+            line["reason"] = record["reason"]
+        self._log.warning(event, kind="security", **line)
         if self.sink is not None:
             self.sink(record)
         return record

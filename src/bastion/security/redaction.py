@@ -1,8 +1,16 @@
 """Redaction at the logging boundary: whatever reaches a log line passes through here.
 
-Keys that name secrets lose their values; values that look like credentials (JWTs,
-``Bearer``/``Basic`` credentials, ``password=...`` pairs, cookie headers) are masked
-wherever they appear, so a secret smuggled into a path or a reason is masked too.
+Two nets, because a secret can arrive anywhere a client can type:
+
+* keys that name secrets (``password``, ``token``, ``authorization``, ``cookie``, ...)
+  lose their values whatever the values are;
+* values that look like credentials are masked wherever they appear in any text: JWTs,
+  ``Bearer``/``Basic`` credentials, ``password=...`` or ``"token": "..."`` pairs (also
+  percent-encoded), ``Cookie:`` and ``Authorization:`` header lines, ``__Secure-``
+  cookies, and the ``input_value=...`` that pydantic quotes in its error messages.
+
+:func:`redact` turns everything it does not know into text before masking it, so an
+object whose ``repr`` carries a secret (an exception, say) cannot slip past.
 """
 
 from __future__ import annotations
@@ -14,30 +22,50 @@ from typing import Any
 __all__ = ["REDACTED", "redact", "redact_text"]
 
 REDACTED = "[redacted]"
-_SECRET_KEYS = re.compile(
-    r"pass(word)?|pwd|secret|token|authorization|cookie|session|api[-_]?key|credential|jwt",
-    re.IGNORECASE,
+
+_CREDENTIAL_NAMES = (
+    r"pass(?:word|phrase|wd)?|pwd|secret|token|authori[sz]ation|cookie|session|"
+    r"api[-_]?key|credential|jwt|private[-_]?key"
 )
+_SECRET_KEYS = re.compile(_CREDENTIAL_NAMES, re.IGNORECASE)
+_SEPARATOR = r"""["']?\s*(?:=|:|%3[aAdD])\s*"""
 _SECRET_VALUES = re.compile(
-    r"eyJ[\w-]*\.[\w-]*\.?[\w-]*"  # JWT / JWS compact form
-    r"|\b(?:bearer|basic)\s+[\w.~+/=-]+"  # Authorization credentials
-    r"|\b(?:[\w-]*(?:pass(?:word)?|pwd|secret|token|cookie)[\w-]*)\s*[=:]\s*[^\s&;,]+"
-    r"|__Secure-[\w-]+=[^\s;,]+",
+    # Whole header lines whose every byte is a credential.
+    r"\b(?:set-)?cookie\s*:[^\r\n]*"
+    r"|\bauthori[sz]ation\s*:[^\r\n]*"
+    # JWT / JWS / JWE compact form: a base64url JSON header, then dot-separated parts.
+    r"|eyJ[\w-]*(?:\.[\w-]*)+"
+    # Authorization credentials wherever they are quoted.
+    r"|\b(?:bearer|basic|digest)\s+[\w.~+/=-]+"
+    # key=value, key: value, "key": "value" whose key names a secret.
+    rf"|[\w-]*(?:{_CREDENTIAL_NAMES})[\w-]*{_SEPARATOR}"
+    r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s&;,"'}\]]+)"""
+    # Prefixed cookies, whatever their name.
+    r"|__(?:Secure|Host)-[\w-]+=[^\s;,]*"
+    # pydantic quotes the offending input in its messages.
+    r"""|input_value=(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,\]]+)""",
     re.IGNORECASE,
 )
 
 
 def redact_text(text: str) -> str:
+    """``text`` with every credential-shaped part replaced by ``[redacted]``."""
     return _SECRET_VALUES.sub(REDACTED, text)
 
 
 def redact(value: Any, *, key: str = "") -> Any:
+    """A copy of ``value`` fit for a log line: JSON scalars, lists and dicts only, with
+    the values of secret-named keys dropped and credential-shaped text masked."""
     if key and _SECRET_KEYS.search(key):
         return REDACTED
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
-        return {k: redact(v, key=str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+        return {str(k): redact(v, key=str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [redact(v) for v in value]
-    return value
+    if isinstance(value, (bytes, bytearray)):
+        return redact_text(bytes(value).decode("utf-8", "replace"))
+    return redact_text(str(value))
