@@ -13,6 +13,15 @@ __all__ = ["insert_events", "list_events"]
 EVENT_COLUMNS = "id, ts, event, ip, user_id, method, path, request_id, reason"
 
 
+def _text(value: str | None) -> str | None:
+    """Text a client influenced (a path, a field name in a reason), made storable: neither
+    database takes lone surrogates, and PostgreSQL refuses NUL. One bad event must not
+    make the whole batch, and the writer with it, fail."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
 async def insert_events(db: Connection, events: Sequence[Mapping[str, Any]]) -> None:
     await db.executemany(
         "INSERT INTO security_events (id, ts, event, ip, user_id, method, path, request_id, reason)"
@@ -22,12 +31,12 @@ async def insert_events(db: Connection, events: Sequence[Mapping[str, Any]]) -> 
                 e["id"],
                 e["ts"],
                 e["event"],
-                e["ip"],
+                _text(e["ip"]),
                 e.get("user_id"),
-                e["method"],
-                e["path"],
-                e["request_id"],
-                e.get("reason"),
+                _text(e["method"]),
+                _text(e["path"]),
+                _text(e["request_id"]),
+                _text(e.get("reason")),
             )
             for e in events
         ],

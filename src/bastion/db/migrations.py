@@ -120,9 +120,17 @@ _VERSIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (
 )"""
 
 
+_LOCK = "SELECT pg_advisory_xact_lock(7201531)"
+
+
 async def _applied(db: Database) -> set[int]:
-    await db.execute(_VERSIONS)
-    return {r["version"] for r in await db.fetch("SELECT version FROM schema_migrations")}
+    async with db.transaction() as conn:
+        # Under the lock too: two PostgreSQL sessions racing through CREATE TABLE IF NOT
+        # EXISTS can both decide to create it, and the loser fails on a unique index.
+        if db.dialect == "postgresql":
+            await conn.execute(_LOCK)
+        await conn.execute(_VERSIONS)
+        return {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
 
 
 async def pending(db: Database) -> list[Migration]:
@@ -136,7 +144,7 @@ async def migrate(db: Database) -> list[Migration]:
     for step in await pending(db):
         async with db.transaction() as conn:
             if db.dialect == "postgresql":
-                await conn.execute("SELECT pg_advisory_xact_lock(7201531)")
+                await conn.execute(_LOCK)
             if await conn.fetchrow(
                 "SELECT 1 AS done FROM schema_migrations WHERE version = $1", step.version
             ):
