@@ -557,6 +557,11 @@ function renderCart() {
     index += 1;
   }
   const empty = state.cart.size === 0;
+  let count = 0;
+  for (const quantity of state.cart.values()) count += quantity;
+  $("basket-count").textContent = String(count);
+  $("basket-link").setAttribute("aria-label", `Basket, ${count} item${count === 1 ? "" : "s"}`);
+  $("order-form").hidden = empty;
   $("cart-empty").hidden = !empty;
   $("cart-subtotal").hidden = empty;
   $("cart-subtotal").textContent = empty ? "" : `Subtotal: ${money(subtotal, currency)}`;
