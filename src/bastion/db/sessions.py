@@ -10,6 +10,7 @@ __all__ = [
     "create_session",
     "get_session",
     "list_sessions",
+    "recently_revoked",
     "revoke_all_sessions",
     "revoke_session",
     "rotate_session",
@@ -123,3 +124,8 @@ async def revoke_all_sessions(
         reason,
         keep,
     )
+
+
+async def recently_revoked(db: Connection, *, since: datetime) -> list[Row]:
+    """Sessions revoked after ``since``: ``id`` and ``revoked_at``."""
+    return await db.fetch("SELECT id, revoked_at FROM sessions WHERE revoked_at > $1", since)

@@ -106,10 +106,15 @@ class TokenCodec:
                 audience=self.config.audience,
                 issuer=self.config.issuer,
                 leeway=self.config.leeway,
-                options={"require": list(_REQUIRED), "verify_iat": True},
+                options={
+                    "require": list(_REQUIRED),
+                    # ``aud`` must be our audience itself, not a list that holds it.
+                    "strict_aud": True,
+                    # Checked below against the codec's clock, which tests can move.
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("token expired") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"token rejected: {type(exc).__name__}") from None
         if claims.get("typ") != self.config.typ:
@@ -118,7 +123,12 @@ class TokenCodec:
             )
         if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("jti"), str):
             raise InvalidToken("sub and jti must be strings")
-        # PyJWT checks exp against its own clock; the injectable clock is checked too.
-        if claims["exp"] <= self.config.clock() - self.config.leeway:
+        exp, iat = claims["exp"], claims["iat"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (exp, iat)):
+            raise InvalidToken("exp and iat must be integers")
+        now = self.config.clock()
+        if exp <= now - self.config.leeway:
             raise InvalidToken("token expired")
+        if iat > now + self.config.leeway:
+            raise InvalidToken("token issued in the future")
         return claims

@@ -38,7 +38,18 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 REFRESH_COOKIE = "__Secure-refreshToken"
 DEVICE_COOKIE = "__Secure-deviceToken"
 DEVICE_TTL = 180 * 86400
-CLEAR_REFRESH = f"{REFRESH_COOKIE}=; Max-Age=0; Path=/api/auth; Secure; HttpOnly; SameSite=Strict"
+
+
+def _refresh_cookie(value: str, max_age: int) -> str:
+    # Written out by hand to keep the contract's exact form (Starlette's would say
+    # "SameSite=strict"). Tokens are base64url and dots: nothing to quote.
+    return (
+        f"{REFRESH_COOKIE}={value}; HttpOnly; Secure; SameSite=Strict; Path=/api/auth;"
+        f" Max-Age={max_age}"
+    )
+
+
+CLEAR_REFRESH = _refresh_cookie("", 0) + "; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -79,15 +90,7 @@ async def _give_back(services: Services, reservation: Reservation) -> None:
 
 
 def _set_refresh_cookie(response: Response, token: str, max_age: int) -> None:
-    response.set_cookie(
-        REFRESH_COOKIE,
-        token,
-        max_age=max_age,
-        path="/api/auth",
-        secure=True,
-        httponly=True,
-        samesite="strict",
-    )
+    response.headers.append("set-cookie", _refresh_cookie(token, max_age))
 
 
 def _tokens(services: Services, access: str, refresh: str) -> Response:
@@ -212,6 +215,8 @@ async def services_start(
 
 
 def _same_origin(request: Request) -> bool:
+    """No ``Origin``, or one naming this very host (scheme aside: TLS may end at a proxy;
+    the proxy must pass ``Host`` through). ``Origin: null`` is another origin."""
     origin = request.headers.get("origin")
     if origin is None:
         return True
@@ -219,10 +224,18 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc.lower() == host.lower() and host != ""
 
 
+def _refuse_cross_origin(services: Services, request: Request) -> None:
+    """Beside ``SameSite=Strict``: a cookie-authenticated call from another site's page
+    gets 403, whatever cookie it carries."""
+    if not _same_origin(request):
+        services.events.emit(
+            "authz.denied", request.scope, reason=f"cross-origin {request.url.path}"
+        )
+        raise ApiError(403, "Cross-origin requests are not allowed here.")
+
+
 def _clear(response: Response) -> Response:
-    response.delete_cookie(
-        REFRESH_COOKIE, path="/api/auth", secure=True, httponly=True, samesite="strict"
-    )
+    response.headers.append("set-cookie", CLEAR_REFRESH)
     return response
 
 
@@ -242,9 +255,7 @@ def _refresh_refused(
 
 @router.post("/refresh", response_model=TokenResponse)
 async def refresh(request: Request, services: Svc) -> Response:
-    if not _same_origin(request):
-        services.events.emit("authz.denied", request.scope, reason="cross-origin refresh")
-        raise ApiError(403, "Cross-origin refresh is not allowed.")
+    _refuse_cross_origin(services, request)
     token = request.cookies.get(REFRESH_COOKIE)
     if not token:
         raise _refresh_refused(services, request, "no refresh cookie")
@@ -289,6 +300,7 @@ async def refresh(request: Request, services: Svc) -> Response:
 
 @router.post("/logout", status_code=204)
 async def logout(request: Request, services: Svc) -> Response:
+    _refuse_cross_origin(services, request)
     token = request.cookies.get(REFRESH_COOKIE)
     if token:
         try:
@@ -326,9 +338,17 @@ async def list_sessions(user: CurrentUser, services: Svc) -> Response:
 
 
 @router.delete("/sessions/{session_id}", status_code=204)
-async def delete_session(session_id: uuid.UUID, user: CurrentUser, services: Svc) -> Response:
+async def delete_session(
+    session_id: uuid.UUID, request: Request, user: CurrentUser, services: Svc
+) -> Response:
+    sid = str(session_id)
     if not await end_session(
-        services, user_id=user.user_id, session_id=str(session_id), reason="deleted by user"
+        services, user_id=user.user_id, session_id=sid, reason="deleted by user"
     ):
+        row = await sessions.get_session(services.db, session_id=sid)
+        if row is not None and row["user_id"] != user.user_id:
+            services.events.emit(
+                "authz.denied", request.scope, user_id=user.user_id, reason="another user's session"
+            )
         raise ApiError(404, "No such session.")
-    return Response(status_code=204)
+    return Response(status_code=204, headers=NO_STORE)
