@@ -141,6 +141,18 @@ def build_services(settings: Settings, writer: EventWriter) -> Services:
     )
 
 
+def _route_template(api: FastAPI) -> Any:
+    from starlette.routing import Match
+
+    def template(scope: Scope) -> str | None:
+        for route in api.router.routes:
+            if route.matches(scope)[0] is Match.FULL:
+                return getattr(route, "path", None)
+        return None
+
+    return template
+
+
 class BastionApp:
     """The ASGI application: the security middleware around the FastAPI app."""
 
@@ -198,6 +210,8 @@ def create_app(settings: Settings | None = None) -> BastionApp:
 
     api.include_router(web.router)
     web.mount_static(api)
+    # Events raised before routing (rate limits) name the route's template, not the path.
+    services.events.route_path = _route_template(api)
 
     async def on_exceeded(scope: Scope, name: str, hit: Hit) -> None:
         services.events.emit("ratelimit.exceeded", scope, reason=f"{name} limit")
@@ -215,6 +229,7 @@ def create_app(settings: Settings | None = None) -> BastionApp:
     asgi = RequestIdMiddleware(asgi)
     asgi = SecurityHeadersMiddleware(
         # Plain-HTTP development on loopback: upgrading would break the storefront.
-        asgi, SecurityHeadersConfig(upgrade_insecure_requests=settings.production)
+        asgi,
+        SecurityHeadersConfig(upgrade_insecure_requests=settings.production),
     )
     return BastionApp(api, asgi, services)

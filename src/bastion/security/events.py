@@ -7,8 +7,10 @@
      "level": "warning", "kind": "security"}
 
 (``userId`` and ``reason`` only when known) and hands the same record to an optional
-``sink`` that stores it. The path is the route's template when one matched
-(``/api/orders/{order_id}``), so ids and whatever else a client puts in a path stay out.
+``sink`` that stores it. The path is a route's template (``/api/orders/{order_id}``),
+never the path the client sent: ids, and whatever else a client puts in a path, stay
+out. Before routing (a rate limit, say) ``route_path`` may name the template; failing
+that, only the path's first segment is kept (``/api/*``).
 
 Redaction is the last step before rendering, for events and for every other log line
 (:func:`configure_logging` and :func:`logging_config` route the standard library and
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import re
 import sys
 import uuid
 from collections.abc import Callable, MutableMapping
@@ -29,7 +32,7 @@ import structlog
 
 from bastion.security.asgi import Scope
 from bastion.security.client_ip import client_ip
-from bastion.security.redaction import redact, redact_text
+from bastion.security.redaction import REDACTED, redact, redact_text
 
 __all__ = [
     "EVENT_NAMES",
@@ -54,6 +57,7 @@ EventName = Literal[
 ]
 EVENT_NAMES: tuple[str, ...] = get_args(EventName)
 Sink = Callable[[dict[str, Any]], None]
+RoutePath = Callable[[Scope], str | None]
 EventDict = MutableMapping[str, Any]
 MAX_TEXT = 512
 
@@ -145,6 +149,20 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.config.dictConfig(logging_config(level))
 
 
+# At most 10 characters: shorter than any password the service accepts (12).
+_FIRST_SEGMENT = re.compile(r"^/[a-z][a-z0-9-]{0,9}(?=/|$)")
+# Client input quoted in a reason (an algorithm named in a forged token, say): short
+# words are kept, anything long enough to be a secret is not.
+_QUOTED = re.compile(r"(?<![\w'\"])(?:'[^'\n]{9,}'|\"[^\"\n]{9,}\")(?![\w'\"])")
+
+
+def _shape(path: str) -> str:
+    """``/api/anything/else`` -> ``/api/*``: the part of a path no secret fits in."""
+    first = _FIRST_SEGMENT.match(path)
+    head = first.group(0) if first else ""
+    return head + "/*" if path not in (head, head + "/") else path
+
+
 def _clean(text: str) -> str:
     """Printable, bounded, redacted: safe for a log line and for any database column
     (PostgreSQL refuses NUL in text)."""
@@ -166,8 +184,15 @@ class SecurityEventLog:
     passes each record to ``sink``. The log line never depends on how, or whether, the
     application configured logging."""
 
-    def __init__(self, *, sink: Sink | None = None, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        sink: Sink | None = None,
+        stream: TextIO | None = None,
+        route_path: RoutePath | None = None,
+    ) -> None:
         self.sink = sink
+        self.route_path = route_path
         self._log = structlog.wrap_logger(
             structlog.PrintLogger(stream or _Stdout()),  # type: ignore[arg-type]
             processors=[structlog.processors.add_log_level, *_processors()],
@@ -184,8 +209,6 @@ class SecurityEventLog:
     ) -> dict[str, Any]:
         """Log the event and hand it to the sink; returns the stored record (snake_case
         keys, ``ts`` as an aware datetime)."""
-        route = scope.get("route")
-        path = getattr(route, "path", None) or scope.get("path", "")
         record: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "ts": datetime.now(UTC),
@@ -193,9 +216,9 @@ class SecurityEventLog:
             "ip": _clean(client_ip(scope)),
             "user_id": _user_id(user_id),
             "method": _clean(str(scope.get("method", ""))),
-            "path": _clean(str(path)),
+            "path": _clean(self._path(scope)),
             "request_id": _clean(str(scope.get(REQUEST_ID_KEY, ""))),
-            "reason": _clean(reason) if reason else None,
+            "reason": _clean(_QUOTED.sub(REDACTED, reason)) if reason else None,
         }
         line: dict[str, Any] = {
             "ts": record["ts"],
@@ -212,3 +235,11 @@ class SecurityEventLog:
         if self.sink is not None:
             self.sink(record)
         return record
+
+    def _path(self, scope: Scope) -> str:
+        template = getattr(scope.get("route"), "path", None)
+        if template is None and self.route_path is not None:
+            template = self.route_path(scope)
+        if isinstance(template, str) and template:
+            return template
+        return _shape(str(scope.get("path", "")))
