@@ -3,9 +3,9 @@
 // Security notes, since this page is part of the proof:
 // - The access token lives only in the `session` object of this module: never in
 //   localStorage, sessionStorage, a cookie or the DOM (localStorage keeps one flag,
-//   HINT below, that says a session may exist and is worth a refresh). On load, and a minute before it
-//   expires, it is renewed through POST /api/auth/refresh, which the browser
-//   authenticates with the HttpOnly refresh cookie that no script can read.
+//   HINT below, saying a session may exist and is worth a refresh). On load, and a
+//   minute before it expires, it is renewed through POST /api/auth/refresh, which the
+//   browser authenticates with the HttpOnly refresh cookie that no script can read.
 // - Refreshes are single-flight (and serialised across tabs with the Web Locks API):
 //   presenting one refresh token twice is reuse, and reuse ends every session.
 // - Everything the API returns reaches the DOM through textContent, never as HTML.
@@ -56,11 +56,15 @@ function when(iso) {
     : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
+let noticeTimer = 0;
+
 function notify(message, kind = "info") {
   const box = $("notice");
   $("notice-text").textContent = message;
   box.dataset.kind = kind;
   box.hidden = false;
+  clearTimeout(noticeTimer);
+  if (kind === "success") noticeTimer = setTimeout(() => (box.hidden = true), 6000);
 }
 
 $("notice-close").addEventListener("click", () => {
