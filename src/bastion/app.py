@@ -142,13 +142,27 @@ def build_services(settings: Settings, writer: EventWriter) -> Services:
 
 
 def _route_template(api: FastAPI) -> Any:
-    from starlette.routing import Match
+    """The template (``/api/orders/{order_id}``) of the API route a path would reach, from
+    the OpenAPI paths (public on every FastAPI version), compiled on first use."""
+    import re
+    from functools import cache
+
+    @cache
+    def templates() -> tuple[tuple[re.Pattern[str], str], ...]:
+        try:
+            schema = api.openapi()
+        except Exception:  # an event must never fail over a name: fall back to /api/*
+            logger.exception("cannot list the API's routes for security events")
+            return ()
+        paths = sorted(schema.get("paths", {}), key=lambda p: (p.count("{"), p))
+        return tuple(
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(p)) + "$"), p)
+            for p in paths
+        )
 
     def template(scope: Scope) -> str | None:
-        for route in api.router.routes:
-            if route.matches(scope)[0] is Match.FULL:
-                return getattr(route, "path", None)
-        return None
+        path = scope.get("path", "")
+        return next((p for regex, p in templates() if regex.match(path)), None)
 
     return template
 
