@@ -13,6 +13,7 @@ __all__ = [
     "ClientIPConfig",
     "ClientIPMiddleware",
     "client_ip",
+    "rate_key",
     "resolve_client_ip",
 ]
 
@@ -69,6 +70,19 @@ def resolve_client_ip(peer: str | None, forwarded_for: list[str], config: Client
 
 def _trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, config: ClientIPConfig) -> bool:
     return any(addr.version == net.version and addr in net for net in config.trusted_proxies)
+
+
+def rate_key(ip: str, *, ipv6_prefix: int = 64) -> str:
+    """The bucket a client's requests are counted in: its IPv4 address, or its IPv6
+    /64 network (one subscriber's allocation: counting single IPv6 addresses would let
+    a client rotate through 2**64 of them to reset every limit)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv4Address):
+        return str(addr)
+    return str(ipaddress.IPv6Network((addr, ipv6_prefix), strict=False))
 
 
 def client_ip(scope: Scope) -> str:

@@ -3,92 +3,145 @@ per-account lockout, and device cookies that keep a real user out of the lockout
 
 Every limit *reserves before it acts*: an attempt takes its slots before the password
 is checked, and a success gives them back. So N parallel wrong guesses can never get
-past a budget of fewer than N, whatever the timing, and successes never count.
+past a budget of fewer than N, whatever the timing, and successes never count. The
+slots of one attempt are taken together, atomically, or not at all: an attempt refused
+by one budget holds no slot of another, even for a moment.
 
 Device cookies follow OWASP's "Slow Down Online Guessing Attacks with Device Cookies":
-an attempt carrying a valid device cookie for the account counts against that device
-alone, so failures made elsewhere do not lock it out.
+an attempt that carries a valid device cookie for the account is charged to that
+device alone, so failures made elsewhere (against the account, or from the same
+address) never refuse it, and its own failures lock out only that device.
+
+All the guard's keys share one store hash tag, ``{<name>}``, so that one attempt is one
+atomic operation on Redis Cluster too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
+from typing import Literal
 
+from bastion.security.client_ip import rate_key
 from bastion.security.exceptions import RateLimited
 from bastion.security.limits import Rate
-from bastion.store import Hit, Store
+from bastion.store import Budget, Hit, Store
 
-__all__ = ["AttemptGuard", "GuardConfig", "Reservation"]
+__all__ = ["AttemptGuard", "AttemptRefused", "GuardConfig", "Reservation"]
+
+Refusal = Literal["auth limit", "account locked", "device locked"]
 
 
 @dataclass(frozen=True, slots=True)
 class GuardConfig:
+    """``per_ip``: failed attempts per client address (login and register);
+    ``per_account``: failed logins per account, or per device cookie."""
+
     per_ip: Rate
     per_account: Rate
+    name: str = "auth"
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError("a guard name must be a plain token")
 
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    ip_key: str
-    ip_hit: Hit
-    account_key: str | None
-    account_hit: Hit | None
+    """The slots one attempt holds. ``ip_hit`` is ``None`` for a device-cookie login
+    (charged to the device alone); ``lock_hit`` is ``None`` for a registration."""
+
+    ip_key: str | None
+    ip_hit: Hit | None
+    lock_key: str | None
+    lock_hit: Hit | None
+
+
+class AttemptRefused(RateLimited):
+    """A budget is spent (429). ``reason`` says which; ``ip_hit`` is the per-IP budget
+    as the attempt found it, when that budget applied."""
+
+    def __init__(self, reason: Refusal, *, retry_after: int, ip_hit: Hit | None) -> None:
+        super().__init__(reason, retry_after=retry_after)
+        self.ip_hit = ip_hit
 
 
 def _digest(value: str) -> str:
-    # Keys never hold an email in clear, so a dump of the store reveals no accounts.
+    # Keys never hold an email in clear, so a dump of the store lists no accounts.
     return hashlib.blake2s(value.encode(), digest_size=16).hexdigest()
 
 
+def _retry_after(hits: list[Hit]) -> int:
+    return max(1, math.ceil(max(h.reset_after for h in hits)))
+
+
 class AttemptGuard:
-    def __init__(self, store: Store, config: GuardConfig, *, name: str = "auth") -> None:
+    """Reserves, refuses and settles password attempts against a :class:`Store`.
+
+    Every method raises :class:`~bastion.store.StoreUnavailable` when the store cannot
+    answer; callers must then fail closed (503), never skip the check.
+    """
+
+    def __init__(self, store: Store, config: GuardConfig) -> None:
         self.store = store
         self.config = config
-        self.name = name
+        self._tag = f"{{{config.name}}}"
 
-    def account_key(self, account: str, device: str | None) -> str:
-        if device is not None:
-            return f"lock:dev:{_digest(device)}"
-        return f"lock:acct:{_digest(account)}"
+    def ip_key(self, ip: str) -> str:
+        return f"{self._tag}ip:{rate_key(ip)}"
+
+    def account_key(self, account: str) -> str:
+        """``account`` is the normalised email (known or not: unknown emails lock out
+        the same way, so the lockout tells nobody which accounts exist)."""
+        return f"{self._tag}acct:{_digest(account)}"
+
+    def device_key(self, device: str) -> str:
+        return f"{self._tag}dev:{_digest(device)}"
 
     async def reserve(
-        self, *, ip: str, account: str | None, device: str | None = None
+        self, *, ip: str, account: str | None = None, device: str | None = None
     ) -> Reservation:
-        """Take one slot from the IP's budget and, for a login, one from the account's
-        (or the device's). Raises :class:`RateLimited` (taking nothing) when either is
-        spent. :class:`StoreUnavailable` propagates: callers fail closed."""
-        per_ip = self.config.per_ip
-        ip_key = f"rl:{self.name}:{ip}"
-        ip_hit = await self.store.hit(ip_key, limit=per_ip.count, window=per_ip.window)
-        if not ip_hit.allowed:
-            raise RateLimited("auth limit", retry_after=max(1, int(ip_hit.reset_after + 0.999)))
-        if account is None:
-            return Reservation(ip_key, ip_hit, None, None)
-        per_account = self.config.per_account
-        account_key = self.account_key(account, device)
-        account_hit = await self.store.hit(
-            account_key, limit=per_account.count, window=per_account.window
-        )
-        if not account_hit.allowed:
-            await self.store.release(ip_key, window=ip_hit.window)
-            raise RateLimited(
-                "account locked", retry_after=max(1, int(account_hit.reset_after + 0.999))
-            )
-        return Reservation(ip_key, ip_hit, account_key, account_hit)
+        """Take the attempt's slots: the IP's and the account's for a login, the IP's
+        for a registration (``account=None``), the device's alone for a login that
+        carries a valid device cookie. Raises :class:`AttemptRefused`, taking nothing,
+        when any of them is spent."""
+        per_ip, per_lock = self.config.per_ip, self.config.per_account
+        budgets: list[Budget] = []
+        ip_key = lock_key = None
+        if device is None:
+            ip_key = self.ip_key(ip)
+            budgets.append(Budget(ip_key, per_ip.count, per_ip.window))
+        if device is not None:
+            lock_key = self.device_key(device)
+        elif account is not None:
+            lock_key = self.account_key(account)
+        if lock_key is not None:
+            budgets.append(Budget(lock_key, per_lock.count, per_lock.window))
+        hits = await self.store.take(budgets)
+        ip_hit = hits[0] if ip_key is not None else None
+        lock_hit = hits[-1] if lock_key is not None else None
+        spent = [h for h in hits if not h.allowed]
+        if spent:
+            reason: Refusal = "auth limit"
+            if lock_hit is not None and not lock_hit.allowed:
+                reason = "device locked" if device is not None else "account locked"
+            raise AttemptRefused(reason, retry_after=_retry_after(spent), ip_hit=ip_hit)
+        return Reservation(ip_key, ip_hit, lock_key, lock_hit)
 
     async def succeeded(self, reservation: Reservation) -> None:
-        """Successes do not count: give the IP slot back and clear the account's count."""
-        await self.store.release(reservation.ip_key, window=reservation.ip_hit.window)
-        if reservation.account_key is not None:
-            await self.store.reset(reservation.account_key)
+        """Successes do not count: give the IP slot back and clear the lockout count of
+        the account (or device) the attempt was charged to, in one operation."""
+        release = []
+        if reservation.ip_key is not None and reservation.ip_hit is not None:
+            release.append((reservation.ip_key, reservation.ip_hit.window))
+        reset = [reservation.lock_key] if reservation.lock_key is not None else []
+        await self.store.give_back(release=release, reset=reset)
 
     async def locked_until(self, account: str) -> float | None:
         """Seconds until the account's lockout window frees, if it is locked now."""
-        hit = await self.store.peek(
-            self.account_key(account, None), limit=self.config.per_account.count
-        )
+        hit = await self.store.peek(self.account_key(account), limit=self.config.per_account.count)
         return None if hit.allowed else hit.reset_after
 
     async def unlock(self, account: str) -> None:
-        await self.store.reset(self.account_key(account, None))
+        await self.store.reset(self.account_key(account))

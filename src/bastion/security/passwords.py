@@ -16,14 +16,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from bastion.security.exceptions import InvalidCredentials, Unavailable
 
-__all__ = ["HasherConfig", "PasswordHasher", "password_problems"]
+__all__ = ["Argon", "HasherConfig", "PasswordHasher", "password_problems"]
 
 T = TypeVar("T")
 MIN_LENGTH = 12
@@ -81,19 +81,31 @@ class HasherConfig:
             raise ValueError("queue must not be negative")
 
 
+class Argon(Protocol):
+    """What :class:`PasswordHasher` needs of ``argon2.PasswordHasher`` (a seam for tests)."""
+
+    def hash(self, password: str) -> str: ...
+    def verify(self, hash: str, password: str) -> bool: ...
+    def check_needs_rehash(self, hash: str) -> bool: ...
+
+
 class PasswordHasher:
     """Argon2id with bounded concurrency; :meth:`verify` raises, never returns False.
 
-    The waiting line is not first come, first served: ``trusted`` attempts (a login
-    that carries a valid device cookie) go ahead of untrusted ones, and when the line
-    is full an untrusted waiter is shed (503) to make room for a trusted arrival. A
-    flood of guesses spread over many IPs and accounts therefore delays a returning
-    user by at most the hashes already running.
+    At most ``concurrency`` hashes run at once, each on a thread of its own, and at most
+    ``queue`` more wait; past that, :class:`Unavailable` is raised at once. The waiting
+    line is not first come, first served: ``trusted`` attempts (a login that carries a
+    valid device cookie) go ahead of untrusted ones, and when the line is full the
+    newest untrusted waiter is shed (503) to make room for a trusted arrival. A flood
+    of guesses spread over many IPs and accounts therefore delays a returning user by
+    at most the hashes already running.
     """
 
-    def __init__(self, config: HasherConfig = HasherConfig()) -> None:
+    def __init__(
+        self, config: HasherConfig = HasherConfig(), *, argon: Argon | None = None
+    ) -> None:
         self.config = config
-        self._argon = argon2.PasswordHasher(
+        self._argon: Argon = argon or argon2.PasswordHasher(
             memory_cost=config.memory_kib,
             time_cost=config.time_cost,
             parallelism=config.parallelism,
@@ -104,6 +116,11 @@ class PasswordHasher:
         self._trusted: deque[asyncio.Future[None]] = deque()
         self._untrusted: deque[asyncio.Future[None]] = deque()
         self._dummy: str | None = None
+
+    @property
+    def running(self) -> int:
+        """Hashes running now (each holds one of ``concurrency`` slots)."""
+        return self._running
 
     @property
     def waiting(self) -> int:
@@ -120,16 +137,15 @@ class PasswordHasher:
             if not shed.done():
                 shed.set_exception(Unavailable("shed for a trusted attempt", retry_after=1))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        (self._trusted if trusted else self._untrusted).append(future)
+        line = self._trusted if trusted else self._untrusted
+        line.append(future)
         try:
             await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled() and future.exception() is None:
+            if future.done() and not future.cancelled():
                 self._release()  # the slot was handed over just as we were cancelled
-            else:
-                for line in (self._trusted, self._untrusted):
-                    if future in line:
-                        line.remove(future)
+            elif future in line:
+                line.remove(future)
             raise
 
     def _release(self) -> None:
@@ -141,12 +157,22 @@ class PasswordHasher:
                     return
         self._running -= 1
 
+    def _finished(self, future: asyncio.Future[Any]) -> None:
+        self._release()
+        if not future.cancelled():
+            future.exception()  # retrieved here if the caller went away
+
     async def _run(self, fn: Callable[..., T], *args: str, trusted: bool = False) -> T:
         await self._acquire(trusted)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        finally:
+            job = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except BaseException:
             self._release()
+            raise
+        # The slot is held until the thread is done, even if the caller is cancelled:
+        # otherwise cancelled callers would let more hashes run than there are slots.
+        job.add_done_callback(self._finished)
+        return await asyncio.shield(job)
 
     async def hash(self, password: str) -> str:
         return await self._run(self._argon.hash, normalise_password(password))
@@ -180,13 +206,12 @@ class PasswordHasher:
 
     async def _dummy_hash(self) -> str:
         if self._dummy is None:
-            self._dummy = self._argon.hash(secrets.token_urlsafe(24))
+            self._dummy = await self.hash(secrets.token_urlsafe(24))
         return self._dummy
 
     async def warm_up(self) -> None:
-        """Compute the dummy hash now, off the event loop, rather than on a first login."""
-        if self._dummy is None:
-            self._dummy = await self.hash(secrets.token_urlsafe(24))
+        """Compute the dummy hash now, rather than on a first login."""
+        await self._dummy_hash()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bastion.security.asgi import ASGIApp, Message, Receive, Scope, Send
-from bastion.security.client_ip import client_ip
+from bastion.security.client_ip import client_ip, rate_key
 from bastion.security.limits import Rate
 from bastion.security.problems import send_problem
 from bastion.store import Hit, MemoryStore, Store, StoreUnavailable
@@ -56,9 +56,11 @@ def retry_after(hit: Hit) -> int:
 
 
 def add_policy(scope: Scope, name: str, rate: Rate, hit: Hit) -> None:
-    """Report one more policy in this response's RateLimit header fields."""
+    """Report a policy in this response's RateLimit header fields (again: the latest
+    report of a name replaces the earlier one, e.g. once a slot is given back)."""
     policies = scope.get(POLICIES_KEY)
     if policies is not None:
+        policies[:] = [p for p in policies if p[0] != name]
         policies.append((name, rate, hit))
 
 
@@ -118,7 +120,7 @@ class RateLimitMiddleware:
         if not path.startswith(self.config.prefix) or path in self.config.exempt:
             await self.app(scope, receive, send)
             return
-        hit = await self._hit(self._key_prefix + client_ip(scope), scope)
+        hit = await self._hit(self._key_prefix + rate_key(client_ip(scope)), scope)
         policies: list[tuple[str, Rate, Hit]] = [(self.config.name, self.config.rate, hit)]
         if not hit.allowed:
             if self.on_exceeded is not None:

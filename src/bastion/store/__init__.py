@@ -5,10 +5,10 @@ critical section in memory. Nothing here ever reads a value and writes it back i
 steps.
 """
 
-from bastion.store.base import Hit, Store, StoreUnavailable
+from bastion.store.base import Budget, Hit, Store, StoreUnavailable
 from bastion.store.memory import MemoryStore
 
-__all__ = ["Hit", "MemoryStore", "Store", "StoreUnavailable", "open_store"]
+__all__ = ["Budget", "Hit", "MemoryStore", "Store", "StoreUnavailable", "open_store"]
 
 
 def open_store(url: str | None) -> Store:

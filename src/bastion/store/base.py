@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Hit", "Store", "StoreUnavailable"]
+__all__ = ["Budget", "Hit", "Store", "StoreUnavailable"]
 
 
 class StoreUnavailable(Exception):
@@ -13,11 +14,27 @@ class StoreUnavailable(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Hit:
-    """The outcome of one attempt to take a slot from a fixed-window budget.
+class Budget:
+    """At most ``limit`` slots per fixed window of ``window`` seconds under ``key``."""
 
-    ``window`` identifies the window the slot was taken from, so that
-    :meth:`Store.release` never gives a slot back to a later window.
+    key: str
+    limit: int
+    window: float
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError("a budget must allow at least 1 slot")
+        if self.window <= 0:
+            raise ValueError("a budget window must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One budget as an attempt to take a slot left it.
+
+    ``allowed`` says whether this budget had room. ``window`` identifies the window the
+    slot was taken from (its end, in the store's milliseconds), so that giving the slot
+    back never credits a later window.
     """
 
     allowed: bool
@@ -35,18 +52,37 @@ class Hit:
 class Store(Protocol):
     """Atomic counters and flags.
 
-    Windows are fixed and start at the first hit of a key (as express-rate-limit's do),
-    so a budget of ``limit`` per ``window`` seconds is never exceeded, however many
-    workers or instances share the store.
+    Windows are fixed and start at the first slot taken under a key (as
+    express-rate-limit's do), so a budget of ``limit`` per ``window`` seconds is never
+    exceeded, however many workers or instances share the store.
+
+    Key names are plain strings. A name that starts with a hash tag, ``{tag}rest``,
+    shares a Redis Cluster slot with every other name of that tag; the operations that
+    touch several keys at once (:meth:`take`, :meth:`give_back`) need all their keys in
+    one tag. Every method raises :class:`StoreUnavailable` when the store cannot answer.
     """
 
     async def hit(
         self, key: str, *, limit: int, window: float, check_flag: str | None = None
     ) -> Hit:
-        """Take one slot if fewer than ``limit`` are taken; never counts a refused attempt.
+        """Take one slot if fewer than ``limit`` are taken; a refusal takes nothing.
 
         ``check_flag`` names a flag to look up in the same round trip (``Hit.flagged``).
         """
+        ...
+
+    async def take(self, budgets: Sequence[Budget]) -> list[Hit]:
+        """Take one slot from every budget, or from none if any of them is spent.
+
+        One hit per budget, in order; the attempt succeeded when every hit is allowed.
+        """
+        ...
+
+    async def give_back(
+        self, *, release: Sequence[tuple[str, int]] = (), reset: Sequence[str] = ()
+    ) -> None:
+        """Give back one slot per ``(key, window)`` in ``release`` (a no-op once that
+        window has ended) and forget every key in ``reset``, atomically."""
         ...
 
     async def peek(self, key: str, *, limit: int) -> Hit:

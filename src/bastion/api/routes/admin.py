@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -32,14 +33,19 @@ async def list_users(
     more = len(rows) > limit
     rows = rows[:limit]
     now = datetime.now(UTC)
-    items = []
-    for row in rows:
+
+    async def locked_until(email: str) -> str | None:
         try:
-            left = await services.guard.locked_until(row["email"])
+            left = await services.guard.locked_until(email)
         except StoreUnavailable:
-            left = None
-        locked = _ts(now + timedelta(seconds=math.ceil(left))) if left else None
-        items.append({**user_out(row), "flagged": bool(row["flagged"]), "lockedUntil": locked})
+            return None  # the lockout cannot be read; the rest of the page still can
+        return _ts(now + timedelta(seconds=math.ceil(left))) if left else None
+
+    locks = await asyncio.gather(*(locked_until(row["email"]) for row in rows))
+    items = [
+        {**user_out(row), "flagged": bool(row["flagged"]), "lockedUntil": locked}
+        for row, locked in zip(rows, locks, strict=True)
+    ]
     return json_response(
         {"items": items, "nextCursor": encode_cursor(rows[-1]["id"]) if more else None}
     )
@@ -47,6 +53,8 @@ async def list_users(
 
 @router.post("/users/{user_id}/unlock", status_code=204)
 async def unlock_user(user_id: uuid.UUID, admin: AdminUser, services: Svc) -> Response:
+    """Clears the account's lockout and its flag. 503 when the store is down: an admin
+    must never be told an account is unlocked when it is not."""
     row = await users.get_user(services.db, user_id=str(user_id))
     if row is None:
         raise ApiError(404, "No such user.")

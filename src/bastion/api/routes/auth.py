@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -27,8 +27,8 @@ from bastion.api.sessions import end_session, end_sessions
 from bastion.db import IntegrityConflict, sessions, users
 from bastion.security.client_ip import client_ip
 from bastion.security.events import EventName
-from bastion.security.exceptions import InvalidCredentials, InvalidToken, RateLimited, Unavailable
-from bastion.security.guard import Reservation
+from bastion.security.exceptions import InvalidCredentials, InvalidToken
+from bastion.security.guard import AttemptRefused, Reservation
 from bastion.security.passwords import password_problems
 from bastion.security.ratelimit import add_policy
 from bastion.store import StoreUnavailable
@@ -66,6 +66,8 @@ def _store_down() -> ApiError:
 async def _reserve(
     services: Services, request: Request, *, account: str | None, device: str | None
 ) -> Reservation:
+    """The attempt's slots, taken before any password is looked at (429 when a budget
+    is spent, 503 when the store cannot say: a limit is never skipped)."""
     guard = services.guard
     try:
         reservation = await guard.reserve(
@@ -73,20 +75,27 @@ async def _reserve(
         )
     except StoreUnavailable:
         raise _store_down() from None
-    except RateLimited as exc:
-        event: EventName = (
-            "auth.lockout" if exc.reason == "account locked" else "ratelimit.exceeded"
-        )
+    except AttemptRefused as exc:
+        if exc.ip_hit is not None:
+            add_policy(request.scope, "auth", guard.config.per_ip, exc.ip_hit)
+        event: EventName = "ratelimit.exceeded" if exc.reason == "auth limit" else "auth.lockout"
         services.events.emit(event, request.scope, reason=exc.reason)
         raise
-    add_policy(request.scope, "auth", guard.config.per_ip, reservation.ip_hit)
+    if reservation.ip_hit is not None:
+        add_policy(request.scope, "auth", guard.config.per_ip, reservation.ip_hit)
     return reservation
 
 
-async def _give_back(services: Services, reservation: Reservation) -> None:
-    # If the store is down the slot expires with its window; never fail a success over it.
-    with contextlib.suppress(StoreUnavailable):
+async def _give_back(services: Services, request: Request, reservation: Reservation) -> None:
+    """The attempt succeeded (or was never judged): its slots do not count."""
+    try:
         await services.guard.succeeded(reservation)
+    except StoreUnavailable:
+        return  # the slot expires with its window; never fail a success over it
+    hit = reservation.ip_hit
+    if hit is not None:
+        hit = replace(hit, count=max(0, hit.count - 1))
+        add_policy(request.scope, "auth", services.guard.config.per_ip, hit)
 
 
 def _set_refresh_cookie(response: Response, token: str, max_age: int) -> None:
@@ -102,6 +111,8 @@ def _tokens(services: Services, access: str, refresh: str) -> Response:
 
 @router.post("/register", status_code=201, response_model=UserOut)
 async def register(body: RegisterRequest, request: Request, services: Svc) -> Response:
+    # A weak password or a taken email is a failed attempt and keeps its slot (it also
+    # bounds how fast anyone can probe which emails are registered).
     reservation = await _reserve(services, request, account=None, device=None)
     problems = password_problems(body.password, context=(body.email, body.name))
     if problems:
@@ -113,10 +124,6 @@ async def register(body: RegisterRequest, request: Request, services: Svc) -> Re
         )
     try:
         password_hash = await services.hasher.hash(body.password)
-    except Unavailable:
-        await _give_back(services, reservation)
-        raise
-    try:
         row = await users.create_user(
             services.db,
             user_id=str(uuid.uuid4()),
@@ -132,7 +139,11 @@ async def register(body: RegisterRequest, request: Request, services: Svc) -> Re
             "That email cannot be registered.",
             errors=[{"pointer": "#/email", "detail": "is already registered"}],
         ) from None
-    await _give_back(services, reservation)
+    except Exception:
+        # Not judged (hasher saturated, database down): the attempt does not count.
+        await _give_back(services, request, reservation)
+        raise
+    await _give_back(services, request, reservation)
     return json_response(user_out(row), status=201, headers={"Location": "/api/users/me"})
 
 
@@ -154,19 +165,17 @@ def _device_for(services: Services, request: Request, email: str) -> str | None:
 async def login(body: LoginRequest, request: Request, services: Svc) -> Response:
     email = normalise_email(body.email)
     device = _device_for(services, request, email)
+    # The limits are settled before any hashing: a refused attempt costs no Argon2.
     reservation = await _reserve(services, request, account=email, device=device)
-    row = await users.get_user_by_email(services.db, email=email)
     try:
+        row = await users.get_user_by_email(services.db, email=email)
         rehash = await services.hasher.verify(
             row["password_hash"] if row else None, body.password, trusted=device is not None
         )
-    except Unavailable:
-        await _give_back(services, reservation)
-        raise
     except InvalidCredentials as exc:
         user_id = row["id"] if row else None
         services.events.emit("auth.login.failed", request.scope, user_id=user_id, reason=exc.reason)
-        hit = reservation.account_hit
+        hit = reservation.lock_hit
         if hit is not None and hit.count >= hit.limit:
             services.events.emit(
                 "auth.lockout",
@@ -177,9 +186,13 @@ async def login(body: LoginRequest, request: Request, services: Svc) -> Response
         raise ApiError(
             401, "The email or password is wrong.", headers={"WWW-Authenticate": "Bearer"}
         ) from None
+    except Exception:
+        # Not judged (hasher saturated, database down): the attempt does not count.
+        await _give_back(services, request, reservation)
+        raise
     if row is None:  # unreachable: verify() raises for unknown accounts
         raise ApiError(401, "The email or password is wrong.")
-    await _give_back(services, reservation)
+    await _give_back(services, request, reservation)
     if rehash:
         new_hash = await services.hasher.hash(body.password)
         await users.update_password_hash(
@@ -188,6 +201,8 @@ async def login(body: LoginRequest, request: Request, services: Svc) -> Response
     access, refresh, _ = await services_start(services, request, row["id"])
     services.events.emit("auth.login.succeeded", request.scope, user_id=row["id"])
     response = _tokens(services, access, refresh)
+    # The device cookie: this browser has signed in to this account before, so the
+    # account's lockout will not refuse it (OWASP's device cookies).
     device_token, _ = services.device.issue(row["id"], claims={"acct": _account_digest(email)})
     response.set_cookie(
         DEVICE_COOKIE,

@@ -1,0 +1,270 @@
+"""Password hashing under attack: bounded concurrency, a bounded line that trusted
+attempts jump, shedding instead of piling up, and no slot leaked by cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from argon2.exceptions import VerifyMismatchError
+
+from bastion.app import BastionApp
+from bastion.security.exceptions import InvalidCredentials, Unavailable
+from bastion.security.passwords import HasherConfig, PasswordHasher
+from tests.conftest import PASSWORD, Client
+from tests.security.conftest import WRONG, GatedArgon, StartApp, install_hasher, wait_until
+
+Clients = Callable[[BastionApp, str], Client]
+
+
+class SlowArgon:
+    """A fake Argon2: each ``verify`` blocks its thread until the test releases it, and
+    records how many run at once and in which order they started."""
+
+    def __init__(self) -> None:
+        self.release = threading.Semaphore(0)
+        self.lock = threading.Lock()
+        self.active = 0
+        self.peak = 0
+        self.started: list[str] = []
+
+    def hash(self, password: str) -> str:
+        return f"fake${password}"
+
+    def verify(self, hash: str, password: str) -> bool:
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            self.started.append(password)
+        try:
+            if not self.release.acquire(timeout=30):
+                raise RuntimeError("never released")
+        finally:
+            with self.lock:
+                self.active -= 1
+        if hash != f"fake${password}":
+            raise VerifyMismatchError
+        return True
+
+    def check_needs_rehash(self, hash: str) -> bool:
+        return False
+
+
+@pytest.fixture
+def argon() -> SlowArgon:
+    return SlowArgon()
+
+
+@pytest.fixture
+def make_hasher(argon: SlowArgon) -> Any:
+    made: list[PasswordHasher] = []
+
+    def make(concurrency: int, queue: int) -> PasswordHasher:
+        hasher = PasswordHasher(HasherConfig(concurrency=concurrency, queue=queue), argon=argon)
+        made.append(hasher)
+        return hasher
+
+    yield make
+    for _ in range(64):
+        argon.release.release()
+    for hasher in made:
+        hasher.close()
+
+
+def verify(hasher: PasswordHasher, name: str, *, trusted: bool = False) -> asyncio.Task[bool]:
+    return asyncio.create_task(hasher.verify(f"fake${name}", name, trusted=trusted))
+
+
+async def test_at_most_concurrency_hashes_run_at_once(argon: SlowArgon, make_hasher: Any) -> None:
+    hasher = make_hasher(concurrency=3, queue=20)
+    tasks = [verify(hasher, f"p{i}") for i in range(12)]
+    await wait_until(lambda: argon.active == 3 and hasher.waiting == 9, "3 running, 9 waiting")
+    for _ in range(12):
+        argon.release.release()
+    await asyncio.gather(*tasks)
+    assert argon.peak == 3
+    assert hasher.running == 0
+
+
+async def test_past_concurrency_and_queue_an_attempt_is_refused_at_once(
+    argon: SlowArgon, make_hasher: Any
+) -> None:
+    hasher = make_hasher(concurrency=2, queue=3)
+    tasks = [verify(hasher, f"p{i}") for i in range(5)]
+    await wait_until(lambda: hasher.running == 2 and hasher.waiting == 3, "line full")
+    with pytest.raises(Unavailable):
+        await hasher.verify("fake$x", "x")
+    assert argon.started == ["p0", "p1"]
+    for _ in range(5):
+        argon.release.release()
+    assert await asyncio.gather(*tasks) == [False] * 5  # each verified (no rehash needed)
+
+
+async def test_trusted_attempts_go_ahead_of_queued_untrusted_ones(
+    argon: SlowArgon, make_hasher: Any
+) -> None:
+    hasher = make_hasher(concurrency=1, queue=10)
+    first = verify(hasher, "running")
+    await wait_until(lambda: argon.active == 1, "first hash running")
+    untrusted = [verify(hasher, f"u{i}") for i in range(3)]
+    await wait_until(lambda: hasher.waiting == 3, "3 untrusted waiting")
+    trusted = [verify(hasher, f"t{i}", trusted=True) for i in range(2)]
+    await wait_until(lambda: hasher.waiting == 5, "5 waiting")
+    for _ in range(6):
+        argon.release.release()
+    await asyncio.gather(first, *untrusted, *trusted)
+    assert argon.started == ["running", "t0", "t1", "u0", "u1", "u2"]
+
+
+async def test_a_trusted_arrival_on_a_full_line_sheds_the_newest_untrusted_waiter(
+    argon: SlowArgon, make_hasher: Any
+) -> None:
+    hasher = make_hasher(concurrency=1, queue=3)
+    first = verify(hasher, "running")
+    await wait_until(lambda: argon.active == 1, "first hash running")
+    untrusted = [verify(hasher, f"u{i}") for i in range(3)]
+    await wait_until(lambda: hasher.waiting == 3, "line full")
+    # An untrusted arrival on the full line is refused; a trusted one takes a place.
+    with pytest.raises(Unavailable):
+        await hasher.verify("fake$late", "late")
+    returning = verify(hasher, "returning", trusted=True)
+    with pytest.raises(Unavailable):
+        await untrusted[2]
+    for _ in range(4):
+        argon.release.release()
+    await asyncio.gather(first, untrusted[0], untrusted[1], returning)
+    assert argon.started == ["running", "returning", "u0", "u1"]
+
+
+async def test_a_full_line_of_trusted_waiters_refuses_even_trusted_arrivals(
+    argon: SlowArgon, make_hasher: Any
+) -> None:
+    hasher = make_hasher(concurrency=1, queue=2)
+    tasks = [verify(hasher, f"t{i}", trusted=True) for i in range(3)]
+    await wait_until(lambda: hasher.waiting == 2, "line full")
+    with pytest.raises(Unavailable):
+        await hasher.verify("fake$x", "x", trusted=True)
+    for _ in range(3):
+        argon.release.release()
+    await asyncio.gather(*tasks)
+
+
+async def test_cancelled_waiters_do_not_leak_slots(argon: SlowArgon, make_hasher: Any) -> None:
+    hasher = make_hasher(concurrency=1, queue=5)
+    first = verify(hasher, "running")
+    await wait_until(lambda: argon.active == 1, "first hash running")
+    waiters = [verify(hasher, f"w{i}") for i in range(5)]
+    await wait_until(lambda: hasher.waiting == 5, "5 waiting")
+    for task in waiters:
+        task.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    assert hasher.waiting == 0
+    argon.release.release()
+    await first
+    assert hasher.running == 0
+    # The whole capacity is there again: one running and five waiting, none refused.
+    again = [verify(hasher, f"a{i}") for i in range(6)]
+    await wait_until(lambda: hasher.running == 1 and hasher.waiting == 5, "capacity restored")
+    for _ in range(6):
+        argon.release.release()
+    await asyncio.gather(*again)
+    assert hasher.running == 0
+
+
+async def test_a_cancelled_caller_holds_its_slot_until_its_hash_is_done(
+    argon: SlowArgon, make_hasher: Any
+) -> None:
+    hasher = make_hasher(concurrency=1, queue=1)
+    running = verify(hasher, "running")
+    await wait_until(lambda: argon.active == 1, "hash running")
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    # The thread still hashes: no new hash may start beside it.
+    queued = verify(hasher, "next")
+    await wait_until(lambda: hasher.waiting == 1, "next waits")
+    assert argon.active == 1
+    argon.release.release()
+    await wait_until(lambda: argon.started == ["running", "next"], "next starts after")
+    argon.release.release()
+    assert await queued is False
+    assert argon.peak == 1
+
+
+async def test_an_unknown_account_costs_one_verification_and_fails(
+    argon: SlowArgon, make_hasher: Any
+) -> None:
+    hasher = make_hasher(concurrency=1, queue=1)
+    argon.release.release()
+    with pytest.raises(InvalidCredentials):
+        await hasher.verify(None, PASSWORD)
+    assert len(argon.started) == 1
+
+
+# ------------------------------------------------------------------------------- over HTTP
+
+
+async def test_login_answers_503_with_retry_after_when_the_hasher_is_saturated(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    app = await start_guarded(rate_limit_auth="10/hour")
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=1)
+    busy = [
+        asyncio.create_task(
+            clients(app, f"192.0.2.{n}").post(
+                "/api/auth/login", json={"email": f"u{n}@example.com", "password": WRONG}
+            )
+        )
+        for n in range(2)
+    ]
+    try:
+        await wait_until(lambda: hasher.running == 1 and hasher.waiting == 1, "hasher full")
+        client = clients(app, "203.0.113.5")
+        r = await client.post(
+            "/api/auth/login", json={"email": "late@example.com", "password": WRONG}
+        )
+    finally:
+        argon.gate.set()
+    assert r.status_code == 503
+    assert int(r.headers["retry-after"]) >= 1
+    assert [t.status_code for t in await asyncio.gather(*busy)] == [401, 401]
+    # The refused attempt was never judged: it does not count against the address.
+    guard = app.services.guard
+    assert (await guard.store.peek(guard.ip_key("203.0.113.5"), limit=10)).count == 0
+
+
+async def test_a_returning_user_logs_in_while_an_attack_fills_the_hasher(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    app = await start_guarded()
+    browser = clients(app, "203.0.113.5")
+    user = await browser.register()
+    assert (await browser.post("/api/auth/login", json=_body(user["email"]))).status_code == 200
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=4)
+    attack = [
+        asyncio.create_task(
+            clients(app, f"192.0.2.{n}").post(
+                "/api/auth/login", json={"email": f"victim{n}@example.com", "password": WRONG}
+            )
+        )
+        for n in range(5)
+    ]
+    try:
+        await wait_until(lambda: hasher.running == 1 and hasher.waiting == 4, "attack fills line")
+        mine = asyncio.create_task(browser.post("/api/auth/login", json=_body(user["email"])))
+        # An attacker's waiting attempt is shed at once to make room for the returning user.
+        await wait_until(lambda: any(t.done() for t in attack), "an attacker shed")
+    finally:
+        argon.gate.set()
+    assert (await mine).status_code == 200
+    statuses = Counter(t.status_code for t in await asyncio.gather(*attack))
+    assert statuses == {401: 4, 503: 1}
+
+
+def _body(email: str) -> dict[str, str]:
+    return {"email": email, "password": PASSWORD}
