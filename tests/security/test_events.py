@@ -430,3 +430,44 @@ async def test_a_log_line_written_while_serving_a_request_carries_its_request_id
     assert inside["requestId"] == header
     assert inside["event"] == "inside /api/things/secret-ish"
     assert "requestId" not in outside
+
+
+async def test_every_response_gets_its_own_request_id_and_a_client_cannot_choose_it(
+    client: Client,
+) -> None:
+    ids = set()
+    for path in ("/api/products", "/api/nope", "/", "/healthz"):
+        r = await client.get(path, headers={"X-Request-ID": "attacker-chosen-id"})
+        assert r.headers.get_list("x-request-id") != ["attacker-chosen-id"]
+        assert len(r.headers.get_list("x-request-id")) == 1
+        ids.add(r.headers["x-request-id"])
+    assert len(ids) == 4
+
+
+@pytest.mark.parametrize(
+    ("incoming", "kept"),
+    [
+        (b"proxy-id-12345678", True),
+        (b"short", False),
+        (b"has space 12345678", False),
+        (b'{"injected": 1}xxxx', False),
+        (b"x" * 65, False),
+    ],
+)
+async def test_behind_a_trusted_proxy_only_a_safe_incoming_request_id_is_kept(
+    incoming: bytes, kept: bool
+) -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+
+    async def receive() -> Message:
+        return {"type": "http.request"}
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    middleware = RequestIdMiddleware(app, trust_incoming=True)
+    await middleware(scope(headers=[(b"x-request-id", incoming)]), receive, send)
+    assert (seen[0][REQUEST_ID_KEY] == incoming.decode()) is kept
