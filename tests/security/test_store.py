@@ -181,3 +181,19 @@ async def test_the_memory_store_forgets_expired_windows_and_flags() -> None:
     assert not await store.has_flag("flag-1")
     assert len(store._windows) == 1
     assert not store._flags
+
+
+async def test_scripts_are_reloaded_when_redis_forgets_them(redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(redis_server.url())
+    raw = aioredis.Redis.from_url(redis_server.url())
+    try:
+        await store.hit("k", limit=5, window=60, check_flag="f")
+        await store.take([Budget("{t}a", 5, 60), Budget("{t}b", 5, 60)])
+        await raw.script_flush()  # as after a restart: the script cache is empty
+        flagged = await store.hit("k", limit=5, window=60, check_flag="f")
+        taken = await store.take([Budget("{t}a", 5, 60), Budget("{t}b", 5, 60)])
+    finally:
+        await store.aclose()
+        await raw.aclose()
+    assert (flagged.allowed, flagged.count) == (True, 2)
+    assert [h.count for h in taken] == [2, 2]
