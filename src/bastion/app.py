@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from bastion import __version__
 from bastion.api.deps import Services, revoked_flag
 from bastion.api.errors import install_error_handlers
+from bastion.api.openapi import install_openapi
 from bastion.api.routes import admin, auth, catalogue, health, orders, users
 from bastion.api.sessions import revocation_sync
 from bastion.config import Settings, load_settings
@@ -218,8 +219,10 @@ def create_app(settings: Settings | None = None) -> BastionApp:
     api.state.services = services
     api.state.events = services.events
     install_error_handlers(api)
-    for module in (health, auth, users, catalogue, orders, admin):
-        api.include_router(module.router)
+    routers = [m.router for m in (health, auth, users, catalogue, orders, admin)]
+    for router in routers:
+        api.include_router(router)
+    install_openapi(api, routers)
     from bastion.web import routes as web
 
     api.include_router(web.router)

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from bastion.api.deps import CurrentUser, Services, Svc
 from bastion.api.errors import ApiError, json_response
+from bastion.api.openapi import problem_responses
 from bastion.api.schemas import (
     LoginRequest,
     Page,
@@ -109,7 +110,9 @@ def _tokens(services: Services, access: str, refresh: str) -> Response:
     return response
 
 
-@router.post("/register", status_code=201, response_model=UserOut)
+@router.post(
+    "/register", status_code=201, response_model=UserOut, responses=problem_responses(409)
+)
 async def register(body: RegisterRequest, request: Request, services: Svc) -> Response:
     # A weak password or a taken email is a failed attempt and keeps its slot (it also
     # bounds how fast anyone can probe which emails are registered).
@@ -161,7 +164,7 @@ def _device_for(services: Services, request: Request, email: str) -> str | None:
     return str(claims["jti"])
 
 
-@router.post("/login", response_model=TokenResponse)
+@router.post("/login", response_model=TokenResponse, responses=problem_responses(401))
 async def login(body: LoginRequest, request: Request, services: Svc) -> Response:
     email = normalise_email(body.email)
     device = _device_for(services, request, email)
@@ -268,7 +271,7 @@ def _refresh_refused(
     )
 
 
-@router.post("/refresh", response_model=TokenResponse)
+@router.post("/refresh", response_model=TokenResponse, responses=problem_responses(401, 403))
 async def refresh(request: Request, services: Svc) -> Response:
     _refuse_cross_origin(services, request)
     token = request.cookies.get(REFRESH_COOKIE)
@@ -313,7 +316,7 @@ async def refresh(request: Request, services: Svc) -> Response:
     return _tokens(services, access, new_refresh)
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, responses=problem_responses(403))
 async def logout(request: Request, services: Svc) -> Response:
     _refuse_cross_origin(services, request)
     token = request.cookies.get(REFRESH_COOKIE)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from bastion.api.deps import CurrentUser, Svc
 from bastion.api.errors import ApiError, json_response
+from bastion.api.openapi import problem_responses
 from bastion.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from bastion.api.schemas import CreateOrder, OrderOut, Page, order_out
 from bastion.db import orders
@@ -132,7 +133,7 @@ async def get_order(
     return json_response(order_out(row))
 
 
-@router.post("/{order_id}/cancel", response_model=OrderOut)
+@router.post("/{order_id}/cancel", response_model=OrderOut, responses=problem_responses(409))
 async def cancel_order(
     order_id: uuid.UUID, request: Request, user: CurrentUser, services: Svc
 ) -> Response:
