@@ -110,9 +110,7 @@ def _tokens(services: Services, access: str, refresh: str) -> Response:
     return response
 
 
-@router.post(
-    "/register", status_code=201, response_model=UserOut, responses=problem_responses(409)
-)
+@router.post("/register", status_code=201, response_model=UserOut, responses=problem_responses(409))
 async def register(body: RegisterRequest, request: Request, services: Svc) -> Response:
     # A weak password or a taken email is a failed attempt and keeps its slot (it also
     # bounds how fast anyone can probe which emails are registered).

@@ -1,0 +1,209 @@
+"""Real processes for the tests that need them: ``bastion serve`` in a working directory
+of its own (started, stopped, killed with SIGKILL, started again on the same port), and
+private PostgreSQL clusters that a test may stop and start (never the shared server).
+
+Everything here fails loudly when a binary is missing: the tests that need one never
+skip.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+BASTION = Path(sys.executable).with_name("bastion")
+# Cheap Argon2, as everywhere in the tests; limits are the caller's to set.
+FAST_HASH_ENV = {"BASTION_ARGON2_MEMORY_KIB": "1024", "BASTION_ARGON2_TIME_COST": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def production_env() -> dict[str, str]:
+    """``BASTION_ENV=production`` with fresh strong secrets (no docs, no demo data)."""
+    return {
+        "BASTION_ENV": "production",
+        "BASTION_ACCESS_SECRET": secrets.token_urlsafe(48),
+        "BASTION_REFRESH_SECRET": secrets.token_urlsafe(48),
+    }
+
+
+class BastionServer:
+    """``bastion serve`` on 127.0.0.1, run from ``cwd`` (where SQLite's ``var/`` lives).
+
+    The environment is the test process's without any ``BASTION_*`` variable, plus
+    cheap Argon2, plus ``env``. The port is chosen once: :meth:`start` after
+    :meth:`stop` or :meth:`kill` serves on the same one. Output goes to ``cwd/name.log``.
+    """
+
+    def __init__(
+        self, cwd: Path, env: Mapping[str, str] | None = None, *, name: str = "server"
+    ) -> None:
+        self.cwd = cwd
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"{name}.log"
+        self.environ = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+        self.environ.update({**FAST_HASH_ENV, **(env or {}), "PYTHONUNBUFFERED": "1"})
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run another ``bastion`` command (``seed-demo``, ``migrate``...) with the same
+        environment and working directory; raises if it fails."""
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        return subprocess.run(
+            [str(BASTION), *args],
+            cwd=self.cwd,
+            env=self.environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+    def start(self, *, timeout: float = 60) -> BastionServer:
+        """Start it and wait until ``/healthz`` answers 200."""
+        if self.running:
+            raise RuntimeError("already running")
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(BASTION), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=self.cwd,
+                env=self.environ,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"bastion serve exited with {self.process.returncode}:\n" + self.printed()
+                )
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(
+                    f"bastion serve did not answer in {timeout} s:\n{self.printed()}"
+                )
+            time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, *, timeout: float = 15) -> None:
+        """SIGTERM, as an orderly shutdown; SIGKILL if it does not exit in time."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL (``kill -9``): no shutdown code runs, as in a crash."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def printed(self) -> str:
+        """Everything the process (all its runs) wrote to stdout and stderr so far."""
+        return self.log.read_bytes().decode("utf-8", "replace") if self.log.exists() else ""
+
+    def __enter__(self) -> BastionServer:
+        return self.start() if not self.running else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
+    if found is None:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed; these tests need it")
+    return found
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster on a free port, trust authentication on 127.0.0.1,
+    no fsync (it is thrown away). As root, PostgreSQL runs as the ``postgres`` user."""
+
+    def __init__(self) -> None:
+        self.initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        self.port = free_port()
+        # Not under pytest's tmp_path: its parents are closed to other users.
+        self.root = Path(tempfile.mkdtemp(prefix="bastion-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
+        result = subprocess.run(
+            [*prefix, *command], capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}{log}")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start"
+        )
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: sessions are ended, the server shuts down cleanly."""
+        self._run(self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    @property
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def destroy(self) -> None:
+        if self.running:
+            self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
