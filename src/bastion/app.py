@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from bastion import __version__
 from bastion.api.deps import Services, revoked_flag
 from bastion.api.errors import install_error_handlers
+from bastion.api.graphql import router as graphql_router
 from bastion.api.openapi import install_openapi
 from bastion.api.routes import admin, auth, catalogue, health, orders, users
 from bastion.api.sessions import revocation_sync
@@ -220,6 +221,7 @@ def create_app(settings: Settings | None = None) -> BastionApp:
     api.state.events = services.events
     install_error_handlers(api)
     routers = [m.router for m in (health, auth, users, catalogue, orders, admin)]
+    routers.append(graphql_router)
     for router in routers:
         api.include_router(router)
     install_openapi(api, routers)

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     hash_concurrency: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)) or 1, ge=1)
     hash_queue: int = Field(16, ge=0)
 
+    # What one GraphQL query may cost (bastion.api.graphql.limits).
+    graphql_max_depth: int = Field(6, ge=1, le=100)
+    graphql_max_aliases: int = Field(15, ge=1, le=1000)
+    graphql_max_tokens: int = Field(1000, ge=1, le=100_000)
+    graphql_max_first: int = Field(100, ge=1, le=1000)
+
     @property
     def production(self) -> bool:
         return self.env == "production"

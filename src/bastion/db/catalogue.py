@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from bastion.db.database import Connection, Row
+import orjson
 
-__all__ = ["active_promo", "get_product", "list_products", "upsert_product", "upsert_promo"]
+from bastion.db.database import Connection, Database, Row
+
+__all__ = [
+    "active_promo",
+    "get_product",
+    "list_products",
+    "products_by_ids",
+    "upsert_product",
+    "upsert_promo",
+]
 
 PRODUCT_COLUMNS = "id, name, price_cents, currency"
+
+# Products named by a JSON array of ids, in one query whatever their number.
+_BY_IDS = {
+    "postgresql": (
+        "SELECT id, name, price_cents, currency FROM products"
+        " WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::uuid)"
+    ),
+    "sqlite": (
+        "SELECT id, name, price_cents, currency FROM products"
+        " WHERE id IN (SELECT value FROM json_each($1))"
+    ),
+}
 
 
 async def list_products(db: Connection, *, after: str | None, limit: int) -> list[Row]:
@@ -28,6 +50,15 @@ async def get_product(db: Connection, *, product_id: str) -> Row | None:
     return await db.fetchrow(
         "SELECT id, name, price_cents, currency FROM products WHERE id = $1 AND active", product_id
     )
+
+
+async def products_by_ids(db: Database, *, product_ids: Sequence[str]) -> dict[str, Row]:
+    """The named products by id, active or not (an order keeps naming what was bought);
+    ids that name no product are left out."""
+    if not product_ids:
+        return {}
+    rows = await db.fetch(_BY_IDS[db.dialect], orjson.dumps(list(product_ids)).decode())
+    return {r["id"]: r for r in rows}
 
 
 async def active_promo(db: Connection, *, code: str, now: datetime) -> Row | None:
