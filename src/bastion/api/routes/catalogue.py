@@ -20,6 +20,7 @@ from bastion.db import catalogue
 
 router = APIRouter(prefix="/api/products", tags=["catalogue"])
 
+
 @router.get("", response_model=Page[ProductOut])
 async def list_products(services: Svc, limit: Limit = 20, cursor: Cursor = None) -> Response:
     cached = services.catalogue_pages.get((cursor, limit))
