@@ -136,8 +136,18 @@ def _dev_secrets(var_dir: Path) -> dict[str, str]:
     except FileExistsError:
         if path.stat().st_mode & 0o077:
             raise ConfigError(f"{path} must not be readable by others (chmod 600 {path})") from None
-        data: dict[str, str] = json.loads(path.read_text())
-        return data
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            data = None
+        if not (
+            isinstance(data, dict)
+            and all(isinstance(data.get(k), str) and data[k] for k in ("access", "refresh"))
+        ):
+            raise ConfigError(
+                f"{path} is damaged: delete it to generate new development secrets"
+            ) from None
+        return {"access": data["access"], "refresh": data["refresh"]}
     data = {"access": secrets.token_urlsafe(48), "refresh": secrets.token_urlsafe(48)}
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)

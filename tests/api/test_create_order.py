@@ -347,3 +347,22 @@ async def test_a_refused_promo_code_is_a_security_event(
     r = await client.post("/api/orders", json=body, headers=user["headers"])
     assert_problem(r, 400, "#/promoCode")
     assert any(e["event"] == "input.rejected" and e["user_id"] == user["id"] for e in events)
+
+
+async def test_an_order_cannot_mix_currencies(app: BastionApp, client: Client) -> None:
+    pounds = str(uuid.uuid4())
+    await catalogue.upsert_product(
+        app.services.db,
+        product_id=pounds,
+        name="Tea caddy",
+        price_cents=1200,
+        currency="GBP",
+        now=datetime.now(UTC),
+    )
+    user = await client.user()
+    products = (await client.get("/api/products?limit=100")).json()["items"]
+    dollars = next(p["id"] for p in products if p["currency"] == "USD")
+    body = order_body([dollars, pounds])
+    r = await client.post("/api/orders", json=body, headers=user["headers"])
+    assert_problem(r, 400, "#/items")
+    assert await order_count(client, user["headers"]) == 0

@@ -4,13 +4,23 @@ types, the same refusals, and the same atomicity under concurrency."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from bastion.db import Database, IntegrityConflict, catalogue, events, orders, sessions, users
+from bastion.db import (
+    Database,
+    DatabaseUnavailable,
+    IntegrityConflict,
+    catalogue,
+    events,
+    orders,
+    sessions,
+    users,
+)
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -251,3 +261,29 @@ async def test_security_events_survive_text_that_postgresql_cannot_store(db: Dat
     assert "\x00" not in row["path"] + row["reason"] + row["request_id"]
     assert row["path"].startswith("/api/orders/a")
     assert row["reason"].startswith("invalid fields: #/a")
+
+
+async def test_a_statement_the_database_gives_up_on_is_unavailable_not_a_crash(
+    db: Database,
+) -> None:
+    """Timeouts become :class:`DatabaseUnavailable` (the API's 503), on both backends."""
+    if db.dialect == "postgresql":
+
+        async def slow() -> None:
+            async with db.transaction() as conn:
+                await conn.execute("SET LOCAL statement_timeout = '50ms'")
+                await conn.fetch("SELECT pg_sleep(2)")
+
+        with pytest.raises(DatabaseUnavailable):
+            await slow()
+    else:
+        path = db.path  # type: ignore[attr-defined]
+        await db.execute("PRAGMA busy_timeout = 50")
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            with pytest.raises(DatabaseUnavailable):
+                await _user(db)
+        finally:
+            holder.close()
+    assert (await db.fetchrow("SELECT 1 AS ok")) == {"ok": 1}

@@ -158,6 +158,8 @@ class PostgresDatabase:
             asyncpg.InterfaceError,
             asyncpg.CannotConnectNowError,
             asyncpg.AdminShutdownError,
+            asyncpg.QueryCanceledError,  # statement_timeout: the server gave up on it
+            asyncpg.TooManyConnectionsError,
         ) as exc:
             raise DatabaseUnavailable(str(exc)) from exc
 
