@@ -125,3 +125,16 @@ def test_a_bad_rate_limit_stops_migrate_naming_the_variable(tmp_path: Path) -> N
     assert "BASTION_RATE_LIMIT_GLOBAL: 'abc' is not a rate" in said(result)
     assert "Traceback" not in said(result)
     assert not (tmp_path / "var" / "bastion.sqlite3").exists()
+
+
+def test_users_create_names_a_bad_field_without_quoting_the_password(tmp_path: Path) -> None:
+    secret = "Sup3r-Secret-Phrase-" * 60  # over the 1024-character input bound
+    result = run(
+        tmp_path, "users", "create", "--email", "not-an-email", "--name", "  ",
+        db_url=None, BASTION_NEW_PASSWORD=secret,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "--email must be an email address" in said(result)
+    assert "--name must not be empty" in said(result)
+    assert "the password must be at most 1024 characters" in said(result)
+    assert "Sup3r" not in said(result)

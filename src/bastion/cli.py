@@ -154,6 +154,10 @@ def users_create(
     name: Annotated[str, typer.Option(help="Display name.")] = "",
 ) -> None:
     """Create an account; the password comes from BASTION_NEW_PASSWORD or a prompt."""
+    from pydantic import ValidationError
+    from rich.markup import escape
+
+    from bastion.api.errors import validation_errors
     from bastion.api.schemas import RegisterRequest
     from bastion.security.passwords import password_problems
 
@@ -171,8 +175,14 @@ def users_create(
             raise typer.Exit(2)
     try:
         body = RegisterRequest(email=email, password=password, name=name or email.split("@")[0])
-    except ValueError as exc:
-        console.print(f"[bold red]invalid account:[/] {exc}")
+    except ValidationError as exc:
+        # Field and reason only: pydantic's own message would quote the input, password too.
+        where = {"#/email": "--email", "#/name": "--name", "#/password": "the password"}
+        reasons = [
+            f"{where.get(e['pointer'], e['pointer'])} {e['detail']}"
+            for e in validation_errors(exc.errors())
+        ]
+        console.print(f"[bold red]invalid account:[/] {escape('; '.join(reasons))}")
         raise typer.Exit(2) from None
     problems = password_problems(password, context=(body.email, body.name))
     if problems:

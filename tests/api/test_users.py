@@ -92,6 +92,13 @@ async def test_patch_me_refuses_a_bad_name(
     assert_problem(r, 400, pointer)
 
 
+async def test_an_empty_name_is_refused_in_plain_words(client: Client) -> None:
+    user = await client.user()
+    r = await client.patch("/api/users/me", json={"name": "   "}, headers=user["headers"])
+    problem = assert_problem(r, 400, "#/name")
+    assert problem["errors"][0]["detail"] == "must not be empty"
+
+
 async def test_a_password_change_needs_the_current_password(client: Client) -> None:
     user = await client.user()
     r = await client.post(

@@ -91,7 +91,7 @@ _MESSAGES = {
 }
 # Messages that quote a limit from the error's context.
 _LIMITS = {
-    "string_too_short": "must be at least {min_length} characters",
+    "string_too_short": "must be at least {min_length} characters",  # or "not be empty"
     "string_too_long": "must be at most {max_length} characters",
     "too_short": "must have at least {min_length} item(s)",
     "too_long": "must have at most {max_length} items",
@@ -109,7 +109,12 @@ def _detail(error: Mapping[str, Any]) -> str:
         return _MESSAGES[kind]
     if kind in _LIMITS:
         try:
-            return _LIMITS[kind].format(**ctx).replace("at least 1 item(s)", "at least 1 item")
+            return (
+                _LIMITS[kind]
+                .format(**ctx)
+                .replace("be at least 1 characters", "not be empty")
+                .replace("at least 1 item(s)", "at least 1 item")
+            )
         except (KeyError, IndexError):
             pass
     elif kind == "string_pattern_mismatch":
