@@ -221,3 +221,32 @@ async def test_an_existing_product_reads_back_and_a_missing_one_is_404(client: C
     assert r.json() == products[0]
     assert set(r.json()) == {"id", "name", "priceCents", "currency"}
     assert_problem(await client.get("/api/products/00000000-0000-4000-8000-000000000000"), 404)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [NESTED.encode(), b'{"items": [{"quantity": ' + b"9" * 5000 + b"}]}"],
+    ids=["nested-5000-deep", "integer-of-5000-digits"],
+)
+async def test_json_the_parser_gives_up_on_is_reported_as_malformed(
+    client: Client, events: list[dict[str, Any]], raw: bytes
+) -> None:
+    user = await client.user()
+    r = await client.post(
+        "/api/orders", content=raw, headers={**user["headers"], "Content-Type": "application/json"}
+    )
+    assert assert_problem(r, 400)["detail"] == "The request body is not valid JSON."
+    assert [e["reason"] for e in events if e["event"] == "input.rejected"] == ["malformed JSON"]
+
+
+async def test_an_unknown_api_path_is_a_problem_404(client: Client) -> None:
+    assert_problem(await client.get("/api/nope"), 404)
+
+
+@pytest.mark.parametrize(("method", "path"), [("DELETE", "/api/products"), ("PUT", "/api/orders")])
+async def test_a_method_a_route_does_not_have_is_a_problem_405(
+    client: Client, method: str, path: str
+) -> None:
+    r = await client.request(method, path)
+    assert_problem(r, 405)
+    assert r.headers["allow"]

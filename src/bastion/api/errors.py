@@ -164,6 +164,11 @@ async def _http_handler(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else "The request cannot be served."
     if exc.status_code == 404:
         detail = "No such resource."
+    elif exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI's answer when the JSON parser itself fails (nesting too deep, an
+        # integer of thousands of digits): malformed JSON like any other.
+        _reject(request, "malformed JSON")
+        detail = "The request body is not valid JSON."
     return problem(exc.status_code, detail, headers=exc.headers)
 
 
