@@ -286,3 +286,14 @@ def test_overrides_win_over_the_environment(env: pytest.MonkeyPatch) -> None:
     s = load_settings(rate_limit_global="9/minute")
     assert isinstance(s, Settings)
     assert s.rate_limit_global == Rate(9, 60)
+
+
+def test_the_hash_concurrency_default_works_without_an_affinity_mask(
+    env: pytest.MonkeyPatch,
+) -> None:
+    """macOS and Windows have no os.sched_getaffinity: the core count is used instead."""
+    env.delattr("os.sched_getaffinity", raising=False)
+    env.setattr("os.cpu_count", lambda: 3)
+    assert load_settings().hash_concurrency == 3
+    env.setenv("BASTION_HASH_CONCURRENCY", "2")
+    assert load_settings().hash_concurrency == 2

@@ -44,6 +44,13 @@ def _networks(value: Any) -> Any:
     return value
 
 
+def _cores() -> int:
+    """Cores this process may run on (the affinity mask where the OS has one: Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 RateSetting = Annotated[Rate, NoDecode, BeforeValidator(_rate)]
 DurationSetting = Annotated[int, BeforeValidator(_duration), Field(ge=1)]
 
@@ -77,7 +84,7 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(19456, ge=8)
     argon2_time_cost: int = Field(2, ge=1)
     argon2_parallelism: int = Field(1, ge=1)
-    hash_concurrency: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)) or 1, ge=1)
+    hash_concurrency: int = Field(default_factory=_cores, ge=1)
     hash_queue: int = Field(16, ge=0)
 
     # What one GraphQL query may cost (bastion.api.graphql.limits).
