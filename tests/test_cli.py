@@ -113,10 +113,31 @@ def test_users_create_refuses_a_weak_password(tmp_path: Path, password: str) -> 
     assert password not in said(result)
 
 
-def test_serve_with_two_workers_and_no_redis_refuses_to_start(tmp_path: Path) -> None:
-    result = run(tmp_path, "serve", "--workers", "2", "--port", "1", db_url=None)
+@pytest.mark.parametrize(
+    ("env", "needed"),
+    [
+        ({}, "--workers > 1 needs BASTION_REDIS_URL"),
+        (
+            {"BASTION_REDIS_URL": "redis://127.0.0.1:1/0"},
+            "--workers > 1 needs BASTION_DATABASE_URL",
+        ),
+    ],
+    ids=["no-redis", "redis-but-sqlite"],
+)
+def test_serve_with_two_workers_refuses_to_start_without_shared_state(
+    tmp_path: Path, env: dict[str, str], needed: str
+) -> None:
+    result = run(tmp_path, "serve", "--workers", "2", "--port", "1", db_url=None, **env)
     assert result.returncode != 0
-    assert "--workers > 1 needs BASTION_REDIS_URL" in said(result)
+    assert needed in said(result)
+    assert "Traceback" not in said(result)
+
+
+def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    result = run(tmp_path, "migrate", db_url="postgresql://nobody@127.0.0.1:1/none")
+    assert result.returncode != 0
+    assert "database unavailable" in said(result)
+    assert "Traceback" not in said(result)
 
 
 def test_a_bad_rate_limit_stops_migrate_naming_the_variable(tmp_path: Path) -> None:
