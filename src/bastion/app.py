@@ -213,7 +213,7 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         version=__version__,
         summary="The orders API of 'Securing a Node.js REST API', with every defence in place.",
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # bastion.web.docs serves a page that keeps the CSP
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
@@ -229,6 +229,10 @@ def create_app(settings: Settings | None = None) -> BastionApp:
 
     api.include_router(web.router)
     web.mount_static(api)
+    if docs:
+        from bastion.web.docs import install_docs
+
+        install_docs(api)
     # Events raised before routing (rate limits) name the route's template, not the path.
     services.events.route_path = _route_template(api)
 

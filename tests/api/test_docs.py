@@ -1,0 +1,43 @@
+"""The API docs: served in development from this origin, absent in production."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.conftest import client_for
+
+PRODUCTION = {"env": "production", "access_secret": "a" * 40, "refresh_secret": "b" * 40}
+DOCS_PATHS = ["/docs", "/docs/assets/swagger-ui-bundle.js", "/openapi.json", "/redoc"]
+
+
+async def test_development_serves_the_docs_page_its_files_and_the_document(
+    start_app: Any,
+) -> None:
+    app = await start_app()
+    async with client_for(app) as client:
+        page = await client.get("/docs")
+        bundle = await client.get("/docs/assets/swagger-ui-bundle.js")
+        document = await client.get("/openapi.json")
+    assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    nonce = re.search(r"'nonce-([^']+)'", policy)
+    assert nonce is not None
+    scripts = re.findall(r"<script ([^>]*)>", page.text)
+    assert len(scripts) == 2
+    assert all(f'nonce="{nonce.group(1)}"' in s and 'src="/' in s for s in scripts), scripts
+    assert "https://" not in page.text
+    assert bundle.status_code == 200
+    assert "SwaggerUIBundle" in bundle.text
+    assert bundle.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    assert document.json()["info"]["title"] == "Bastion"
+
+
+async def test_production_serves_no_docs_and_no_api_document(start_app: Any) -> None:
+    """Attacker: maps the API from its published docs. Defence: none are served."""
+    app = await start_app(**PRODUCTION)
+    async with client_for(app) as client:
+        for path in DOCS_PATHS:
+            r = await client.get(path)
+            assert r.status_code == 404, path
+            assert "swagger" not in r.text.lower()
