@@ -3,6 +3,7 @@ environment (the database is the run's: SQLite under ./var, or PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -79,7 +80,8 @@ async def test_users_create_makes_an_admin_who_can_use_the_admin_api(
 ) -> None:
     # The app shares the CLI's database and var/ (make_settings puts var/ in tmp_path).
     app = await start_app()
-    result = run(
+    result = await asyncio.to_thread(
+        run,
         tmp_path,
         "users", "create", "--email", " Root@Example.COM ", "--admin",
         db_url=pg_database,
@@ -94,8 +96,8 @@ async def test_users_create_makes_an_admin_who_can_use_the_admin_api(
         assert r.status_code == 200, r.text
         (admin,) = [u for u in r.json()["items"] if u["email"] == "root@example.com"]
         assert admin["role"] == "admin"
-    again = run(
-        tmp_path, "users", "create", "--email", "root@example.com",
+    again = await asyncio.to_thread(
+        run, tmp_path, "users", "create", "--email", "root@example.com",
         db_url=pg_database, BASTION_NEW_PASSWORD=ADMIN_PASSWORD,
     )  # fmt: skip
     assert again.returncode != 0
