@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from bastion.api import attempts
 from bastion.api.deps import CurrentUser, Services, Svc
 from bastion.api.errors import ApiError, json_response
 from bastion.api.openapi import problem_responses
@@ -27,11 +27,8 @@ from bastion.api.schemas import (
 from bastion.api.sessions import end_session, end_sessions
 from bastion.db import IntegrityConflict, sessions, users
 from bastion.security.client_ip import client_ip
-from bastion.security.events import EventName
 from bastion.security.exceptions import InvalidCredentials, InvalidToken
-from bastion.security.guard import AttemptRefused, Reservation
 from bastion.security.passwords import password_problems
-from bastion.security.ratelimit import add_policy
 from bastion.store import StoreUnavailable
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -58,47 +55,6 @@ def _account_digest(email: str) -> str:
     return hashlib.blake2s(email.encode(), digest_size=16).hexdigest()
 
 
-def _store_down() -> ApiError:
-    return ApiError(
-        503, "Sign-in is unavailable for a moment; try again shortly.", headers={"Retry-After": "5"}
-    )
-
-
-async def _reserve(
-    services: Services, request: Request, *, account: str | None, device: str | None
-) -> Reservation:
-    """The attempt's slots, taken before any password is looked at (429 when a budget
-    is spent, 503 when the store cannot say: a limit is never skipped)."""
-    guard = services.guard
-    try:
-        reservation = await guard.reserve(
-            ip=client_ip(request.scope), account=account, device=device
-        )
-    except StoreUnavailable:
-        raise _store_down() from None
-    except AttemptRefused as exc:
-        if exc.ip_hit is not None:
-            add_policy(request.scope, "auth", guard.config.per_ip, exc.ip_hit)
-        event: EventName = "ratelimit.exceeded" if exc.reason == "auth limit" else "auth.lockout"
-        services.events.emit(event, request.scope, reason=exc.reason)
-        raise
-    if reservation.ip_hit is not None:
-        add_policy(request.scope, "auth", guard.config.per_ip, reservation.ip_hit)
-    return reservation
-
-
-async def _give_back(services: Services, request: Request, reservation: Reservation) -> None:
-    """The attempt succeeded (or was never judged): its slots do not count."""
-    try:
-        await services.guard.succeeded(reservation)
-    except StoreUnavailable:
-        return  # the slot expires with its window; never fail a success over it
-    hit = reservation.ip_hit
-    if hit is not None:
-        hit = replace(hit, count=max(0, hit.count - 1))
-        add_policy(request.scope, "auth", services.guard.config.per_ip, hit)
-
-
 def _set_refresh_cookie(response: Response, token: str, max_age: int) -> None:
     response.headers.append("set-cookie", _refresh_cookie(token, max_age))
 
@@ -114,7 +70,7 @@ def _tokens(services: Services, access: str, refresh: str) -> Response:
 async def register(body: RegisterRequest, request: Request, services: Svc) -> Response:
     # A weak password or a taken email is a failed attempt and keeps its slot (it also
     # bounds how fast anyone can probe which emails are registered).
-    reservation = await _reserve(services, request, account=None, device=None)
+    reservation = await attempts.reserve(services, request, account=None, device=None)
     problems = password_problems(body.password, context=(body.email, body.name))
     if problems:
         services.events.emit("input.rejected", request.scope, reason="weak password")
@@ -142,9 +98,9 @@ async def register(body: RegisterRequest, request: Request, services: Svc) -> Re
         ) from None
     except Exception:
         # Not judged (hasher saturated, database down): the attempt does not count.
-        await _give_back(services, request, reservation)
+        await attempts.give_back(services, request, reservation)
         raise
-    await _give_back(services, request, reservation)
+    await attempts.give_back(services, request, reservation)
     return json_response(user_out(row), status=201, headers={"Location": "/api/users/me"})
 
 
@@ -167,7 +123,7 @@ async def login(body: LoginRequest, request: Request, services: Svc) -> Response
     email = normalise_email(body.email)
     device = _device_for(services, request, email)
     # The limits are settled before any hashing: a refused attempt costs no Argon2.
-    reservation = await _reserve(services, request, account=email, device=device)
+    reservation = await attempts.reserve(services, request, account=email, device=device)
     try:
         row = await users.get_user_by_email(services.db, email=email)
         rehash = await services.hasher.verify(
@@ -189,11 +145,11 @@ async def login(body: LoginRequest, request: Request, services: Svc) -> Response
         ) from None
     except Exception:
         # Not judged (hasher saturated, database down): the attempt does not count.
-        await _give_back(services, request, reservation)
+        await attempts.give_back(services, request, reservation)
         raise
     if row is None:  # unreachable: verify() raises for unknown accounts
         raise ApiError(401, "The email or password is wrong.")
-    await _give_back(services, request, reservation)
+    await attempts.give_back(services, request, reservation)
     if rehash:
         new_hash = await services.hasher.hash(body.password)
         await users.update_password_hash(
@@ -278,7 +234,7 @@ async def refresh(request: Request, services: Svc) -> Response:
     try:
         await services.store.ping()
     except StoreUnavailable:
-        raise _store_down() from None
+        raise attempts.store_down() from None
     try:
         claims = services.refresh.verify(token)
     except InvalidToken as exc:

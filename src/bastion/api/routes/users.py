@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from bastion.api import attempts
 from bastion.api.deps import CurrentUser, Svc
 from bastion.api.errors import ApiError, json_response
 from bastion.api.schemas import ChangePassword, UpdateMe, UserOut, user_out
@@ -48,6 +49,10 @@ async def change_password(
             "The new password is not acceptable.",
             errors=[{"pointer": "#/newPassword", "detail": p} for p in problems],
         )
+    # The current password is a password guess like any login: it spends the IP's auth
+    # budget and the account's lockout, reserved before any hashing, so a stolen access
+    # token cannot be used to guess the password behind it (and take the account over).
+    reservation = await attempts.reserve(services, request, account=row["email"], device=None)
     try:
         await services.hasher.verify(row["password_hash"], body.currentPassword)
     except InvalidCredentials:
@@ -57,11 +62,21 @@ async def change_password(
             user_id=user.user_id,
             reason="wrong current password on password change",
         )
+        hit = reservation.lock_hit
+        if hit is not None and hit.count >= hit.limit:
+            services.events.emit(
+                "auth.lockout", request.scope, user_id=user.user_id, reason="account locked"
+            )
         raise ApiError(
             400,
             "The current password is wrong.",
             errors=[{"pointer": "#/currentPassword", "detail": "is wrong"}],
         ) from None
+    except Exception:
+        # Not judged (hasher saturated, database down): the attempt does not count.
+        await attempts.give_back(services, request, reservation)
+        raise
+    await attempts.give_back(services, request, reservation)
     new_hash = await services.hasher.hash(body.newPassword)
     now = datetime.now(UTC)
     await users.update_password_hash(
