@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Protocol, TypeVar
 
 import argon2
@@ -176,6 +176,14 @@ class PasswordHasher:
 
     async def hash(self, password: str) -> str:
         return await self._run(self._argon.hash, normalise_password(password))
+
+    async def problems(self, password: str, *, context: tuple[str, ...] = ()) -> list[str]:
+        """:func:`password_problems`, in the pool like a hash: zxcvbn is pure Python and
+        takes up to ~90 ms on a long password, which would stall the event loop. Raises
+        :class:`Unavailable` when the pool is saturated, like a hash."""
+        if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+            return password_problems(password)  # length alone: nothing to compute
+        return await self._run(partial(password_problems, context=context), password)
 
     async def verify(
         self, stored_hash: str | None, password: str, *, trusted: bool = False

@@ -28,7 +28,6 @@ from bastion.api.sessions import end_session, end_sessions
 from bastion.db import IntegrityConflict, sessions, users
 from bastion.security.client_ip import client_ip
 from bastion.security.exceptions import InvalidCredentials, InvalidToken
-from bastion.security.passwords import password_problems
 from bastion.store import StoreUnavailable
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -71,7 +70,11 @@ async def register(body: RegisterRequest, request: Request, services: Svc) -> Re
     # A weak password or a taken email is a failed attempt and keeps its slot (it also
     # bounds how fast anyone can probe which emails are registered).
     reservation = await attempts.reserve(services, request, account=None, device=None)
-    problems = password_problems(body.password, context=(body.email, body.name))
+    try:
+        problems = await services.hasher.problems(body.password, context=(body.email, body.name))
+    except Exception:
+        await attempts.give_back(services, request, reservation)  # not judged
+        raise
     if problems:
         services.events.emit("input.rejected", request.scope, reason="weak password")
         raise ApiError(

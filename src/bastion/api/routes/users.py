@@ -14,7 +14,6 @@ from bastion.api.schemas import ChangePassword, UpdateMe, UserOut, user_out
 from bastion.api.sessions import end_sessions
 from bastion.db import users
 from bastion.security.exceptions import InvalidCredentials
-from bastion.security.passwords import password_problems
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -42,7 +41,7 @@ async def change_password(
     row = await users.get_user(services.db, user_id=user.user_id)
     if row is None:
         raise ApiError(401, "The token refers to no user.", headers={"WWW-Authenticate": "Bearer"})
-    problems = password_problems(body.newPassword, context=(row["email"], row["name"]))
+    problems = await services.hasher.problems(body.newPassword, context=(row["email"], row["name"]))
     if problems:
         raise ApiError(
             400,
