@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ from asgi_lifespan import LifespanManager
 
 from bastion.app import BastionApp, create_app
 from bastion.config import Settings, load_settings
+from tests.auth.conftest import SECRETS, Device, refresh_cookie_of
+from tests.servers import RedisServer
 
 PG_URL = os.environ.get("BASTION_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL")
@@ -38,6 +40,27 @@ def backend_label() -> str:
 
 def pytest_report_header() -> str:
     return f"bastion backends: {backend_label()}"
+
+
+SHARED_BACKENDS = bool(PG_URL and REDIS_URL)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "requires_shared_backends: needs PostgreSQL and Redis (BASTION_TEST_DATABASE_URL and"
+        " BASTION_TEST_REDIS_URL); deselected, and counted so, when they are not configured",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if SHARED_BACKENDS:
+        return
+    keep = [i for i in items if i.get_closest_marker("requires_shared_backends") is None]
+    dropped = [i for i in items if i.get_closest_marker("requires_shared_backends") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -178,3 +201,190 @@ async def app(start_app: Any) -> BastionApp:
 async def client(app: BastionApp) -> AsyncIterator[Client]:
     async with client_for(app) as c:
         yield c
+
+
+# ------------------------------------------------------- shared by several directories
+# (tests/attacks/ holds attacks moved out of api/, auth/ and security/; the fixtures
+# those tests share with the directories they came from live here.)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """A clean environment whose var/ is a temporary directory."""
+    monkeypatch.setenv("BASTION_VAR_DIR", str(tmp_path / "var"))
+    return monkeypatch
+
+
+PRODUCTION_SECRETS = {"access_secret": "a" * 40, "refresh_secret": "b" * 40}
+
+
+@pytest.fixture
+async def production(start_app: Any) -> BastionApp:
+    """The app in production mode (no introspection, no demo catalogue)."""
+    return await start_app(env="production", **PRODUCTION_SECRETS)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def events(app: BastionApp) -> list[dict[str, Any]]:
+    """Every security event the app emits from now on (the stored sink still gets them)."""
+    recorded: list[dict[str, Any]] = []
+    log = app.services.events
+    downstream = log.sink
+
+    def tee(record: dict[str, Any]) -> None:
+        recorded.append(record)
+        if downstream is not None:
+            downstream(record)
+
+    log.sink = tee
+    return recorded
+
+
+class CountingDatabase:
+    """The app's database, counting the statements sent through it (security events,
+    written in the background, are left out)."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+        self.statements: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def _count(self, sql: str) -> None:
+        if "security_events" not in sql:
+            self.statements.append(sql)
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        self._count(sql)
+        return await self._db.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        self._count(sql)
+        return await self._db.fetchrow(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> Any:
+        self._count(sql)
+        return await self._db.execute(sql, *args)
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> Any:
+        self._count(sql)
+        return await self._db.executemany(sql, args)
+
+    def reset(self) -> None:
+        self.statements.clear()
+
+
+@pytest.fixture
+def statements(app: BastionApp) -> Iterator[CountingDatabase]:
+    """The app's database, counting from now on; ``statements.reset()`` starts again."""
+    real = app.services.db
+    counting = CountingDatabase(real)
+    app.services.db = counting  # type: ignore[assignment]
+    yield counting
+    app.services.db = real
+
+
+# ---------------------------------------------------- sessions (helpers: tests/auth/)
+
+
+@pytest.fixture
+async def auth_app(start_app: Any) -> BastionApp:
+    app: BastionApp = await start_app(**SECRETS)
+    return app
+
+
+@pytest.fixture
+async def sign_in(auth_app: BastionApp) -> Any:
+    """``await sign_in(email, ip=..., user_agent=...)`` -> a new :class:`Device`."""
+    clients: list[Client] = []
+
+    async def go(
+        email: str, password: str, *, ip: str = "127.0.0.1", user_agent: str = "test-agent/1.0"
+    ) -> Device:
+        client = client_for(auth_app, ip=ip)
+        client.headers["User-Agent"] = user_agent
+        clients.append(client)
+        r = await client.post("/api/auth/login", json={"email": email, "password": password})
+        assert r.status_code == 200, r.text
+        # The jar would send the cookie too; devices send theirs explicitly instead.
+        client.cookies.clear()
+        return Device(client, r.json()["accessToken"], refresh_cookie_of(r))
+
+    yield go
+    for c in clients:
+        await c.aclose()
+
+
+@pytest.fixture
+async def account(auth_app: BastionApp) -> dict[str, Any]:
+    """A registered account: ``email`` and ``password``."""
+    async with client_for(auth_app) as c:
+        return await c.register(email=f"user-{uuid.uuid4().hex[:10]}@example.com")
+
+
+@pytest.fixture
+async def two_users(
+    auth_app: BastionApp, sign_in: Callable[..., Awaitable[Device]]
+) -> tuple[list[Device], Device, dict[str, Any]]:
+    """Three devices of one user (the first one refreshed once: an ended session must
+    take its older access tokens with it) and one device of another user."""
+    async with client_for(auth_app) as c:
+        mine = await c.register()
+        other = await c.register()
+    devices = [await sign_in(mine["email"], mine["password"]) for _ in range(3)]
+    assert await devices[0].refresh() == 200
+    return devices, await sign_in(other["email"], other["password"]), mine
+
+
+# ----------------------------------------- abuse defences (helpers: tests/security/)
+# Both store backends in every run: the "redis" backend is ``BASTION_TEST_REDIS_URL``
+# when it is set, else a private ``redis-server`` started for the session, so the default
+# run proves the Redis store too. Nothing here ever skips.
+
+StartApp = Callable[..., Awaitable[BastionApp]]
+Clients = Callable[[BastionApp, str], Client]
+
+
+@pytest.fixture(scope="session")
+def shared_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if REDIS_URL:
+        yield REDIS_URL
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url(0)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest, shared_redis_url: str) -> str | None:
+    """The store URL of the backend under test: ``None`` (in-process) or a Redis URL."""
+    return shared_redis_url if request.param == "redis" else None
+
+
+@pytest.fixture
+def start_guarded(start_app: StartApp, backend: str | None) -> StartApp:
+    """``start_app`` on the backend under test."""
+
+    async def start(**overrides: Any) -> BastionApp:
+        return await start_app(**{"redis_url": backend, **overrides})
+
+    return start
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Clients]:
+    """``clients(app, ip)``: a client from that peer address, closed at the end."""
+    opened: list[Client] = []
+
+    def make(app: BastionApp, ip: str = "127.0.0.1") -> Client:
+        client = client_for(app, ip)
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        await client.aclose()

@@ -1,5 +1,6 @@
 """Settings from BASTION_* variables: every one parsed, every bad value a ConfigError
-that names the variable, and secrets that production refuses to guess."""
+that names the variable, and secrets that production refuses to guess (missing or weak
+ones stopping start-up: tests/attacks/test_api8_security_misconfiguration.py)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,6 @@ from bastion.security.limits import Rate
 
 SECRET_A = "a" * 32
 SECRET_B = "b" * 32
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """A clean environment whose var/ is a temporary directory."""
-    monkeypatch.setenv("BASTION_VAR_DIR", str(tmp_path / "var"))
-    return monkeypatch
 
 
 def test_the_defaults_are_the_contracts(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -177,32 +171,6 @@ def test_two_bad_variables_are_both_named(env: pytest.MonkeyPatch) -> None:
         load_settings()
     assert "BASTION_RATE_LIMIT_GLOBAL" in str(caught.value)
     assert "BASTION_ACCESS_TTL" in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("values", "named"),
-    [
-        ({}, "BASTION_ACCESS_SECRET"),
-        ({"BASTION_ACCESS_SECRET": SECRET_A}, "BASTION_REFRESH_SECRET"),
-        ({"BASTION_REFRESH_SECRET": SECRET_B}, "BASTION_ACCESS_SECRET"),
-        ({"BASTION_ACCESS_SECRET": "a" * 31, "BASTION_REFRESH_SECRET": SECRET_B},
-         "BASTION_ACCESS_SECRET"),
-        ({"BASTION_ACCESS_SECRET": SECRET_A, "BASTION_REFRESH_SECRET": "short"},
-         "BASTION_REFRESH_SECRET"),
-        ({"BASTION_ACCESS_SECRET": SECRET_A, "BASTION_REFRESH_SECRET": SECRET_A},
-         "BASTION_REFRESH_SECRET"),
-    ],
-    ids=["none", "no-refresh", "no-access", "short-access", "short-refresh", "same-secret"],
-)  # fmt: skip
-def test_production_refuses_missing_or_weak_secrets(
-    env: pytest.MonkeyPatch, tmp_path: Path, values: dict[str, str], named: str
-) -> None:
-    env.setenv("BASTION_ENV", "production")
-    for name, value in values.items():
-        env.setenv(name, value)
-    with pytest.raises(ConfigError, match=named):
-        load_settings()
-    assert not (tmp_path / "var" / "secrets.json").exists()
 
 
 def test_production_accepts_two_different_32_byte_secrets(

@@ -1,13 +1,11 @@
-"""/api/admin/users: the admin sees who is flagged and locked out, and can unlock them;
-nobody else can."""
+"""/api/admin/users: the admin sees who is flagged and locked out, and can unlock them
+(that nobody else can: tests/attacks/test_api5_function_level_authorization.py)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pytest
 
 from bastion.app import BastionApp
 from bastion.db import users
@@ -91,26 +89,6 @@ async def test_unlocking_an_unknown_user_is_404(client: Client, app: BastionApp)
     r = await client.post(f"/api/admin/users/{uuid.uuid4()}/unlock", headers=admin)
     assert_problem(r, 404)
     assert_problem(await client.post("/api/admin/users/not-a-uuid/unlock", headers=admin), 404)
-
-
-def _requests(user_id: str) -> list[tuple[str, str]]:
-    return [("GET", "/api/admin/users"), ("POST", f"/api/admin/users/{user_id}/unlock")]
-
-
-@pytest.mark.parametrize("which", [0, 1], ids=["list", "unlock"])
-async def test_admin_routes_need_a_token(client: Client, which: int) -> None:
-    user = await client.register()
-    method, path = _requests(user["id"])[which]
-    r = await client.request(method, path)
-    assert_problem(r, 401)
-    assert r.headers["www-authenticate"].startswith("Bearer")
-
-
-@pytest.mark.parametrize("which", [0, 1], ids=["list", "unlock"])
-async def test_admin_routes_are_forbidden_to_users(client: Client, which: int) -> None:
-    user = await client.user()
-    method, path = _requests(user["id"])[which]
-    assert_problem(await client.request(method, path, headers=user["headers"]), 403)
 
 
 async def test_the_user_list_pages_with_a_cursor(client: Client, app: BastionApp) -> None:

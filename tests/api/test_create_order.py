@@ -242,17 +242,6 @@ async def test_validation_details_are_short_and_human(
     assert [e["detail"] for e in problem["errors"]] == [detail]
 
 
-async def test_every_unknown_field_is_named_at_once(client: Client) -> None:
-    user = await client.user()
-    body = order_body((await client.product_ids())[:1], role="admin", totalCents=0)
-    body["items"][0]["unitPriceCents"] = 0
-    body["shippingAddress"]["zip"] = "12345"
-    r = await client.post("/api/orders", json=body, headers=user["headers"])
-    assert_problem(
-        r, 400, "#/role", "#/totalCents", "#/items/0/unitPriceCents", "#/shippingAddress/zip"
-    )
-
-
 async def test_address_text_is_stored_trimmed_and_the_postcode_upper_cased(
     client: Client,
 ) -> None:
@@ -273,23 +262,6 @@ async def test_address_text_is_stored_trimmed_and_the_postcode_upper_cased(
         "postcode": "LS1 4AP",
         "country": "GB",
     }
-
-
-async def test_totals_are_computed_by_the_server_from_catalogue_prices(client: Client) -> None:
-    user = await client.user()
-    products = {p["id"]: p for p in (await client.get("/api/products?limit=100")).json()["items"]}
-    ids = list(products)[:3]
-    body = order_body(ids, 3, 7, 1, promoCode="WELCOME10")
-    r = await client.post("/api/orders", json=body, headers=user["headers"])
-    assert r.status_code == 201, r.text
-    order = r.json()
-    subtotal = sum(q * products[p]["priceCents"] for p, q in zip(ids, (3, 7, 1), strict=True))
-    assert [i["unitPriceCents"] for i in order["items"]] == [products[p]["priceCents"] for p in ids]
-    assert order["subtotalCents"] == subtotal
-    assert order["discountCents"] == subtotal * 10 // 100
-    assert order["totalCents"] == subtotal - subtotal * 10 // 100
-    assert order["promoCode"] == "WELCOME10"
-    assert order["currency"] == "USD"
 
 
 async def test_the_discount_is_rounded_down_to_whole_cents(app: BastionApp, client: Client) -> None:
@@ -318,18 +290,6 @@ async def test_an_order_without_a_promo_code_has_no_discount(client: Client) -> 
     assert order["promoCode"] is None
     assert order["discountCents"] == 0
     assert order["totalCents"] == order["subtotalCents"] == 2 * order["items"][0]["unitPriceCents"]
-
-
-async def test_the_order_response_is_exactly_the_contract_allowlist(client: Client) -> None:
-    user = await client.user()
-    body = order_body((await client.product_ids())[:1])
-    order = (await client.post("/api/orders", json=body, headers=user["headers"])).json()
-    assert set(order) == {
-        "id", "status", "items", "shippingAddress", "promoCode", "subtotalCents",
-        "discountCents", "totalCents", "currency", "createdAt",
-    }  # fmt: skip
-    assert set(order["items"][0]) == {"productId", "quantity", "unitPriceCents"}
-    assert set(order["shippingAddress"]) == {"line1", "city", "postcode", "country"}
 
 
 async def test_creating_an_order_needs_a_bearer_token(client: Client) -> None:

@@ -50,14 +50,6 @@ async def _walk(client: Client, path: str, limit: int, headers: Any = None) -> l
         assert len(pages) < 100
 
 
-@pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "1.5", "1e2", "", "10" * 20])
-@pytest.mark.parametrize("path", ["/api/products", "/api/orders"])
-async def test_a_limit_outside_1_to_100_is_refused(client: Client, path: str, limit: str) -> None:
-    user = await client.user()
-    r = await client.get(path, params={"limit": limit}, headers=user["headers"])
-    assert_problem(r, 400, "#/query/limit")
-
-
 @pytest.mark.parametrize("limit", [1, 100])
 async def test_the_limits_bounds_are_accepted(client: Client, limit: int) -> None:
     r = await client.get("/api/products", params={"limit": limit})
@@ -120,20 +112,6 @@ async def test_orders_come_20_to_a_page_by_default(client: Client) -> None:
     )
     assert len(rest.json()["items"]) == 1
     assert rest.json()["nextCursor"] is None
-
-
-async def test_another_users_cursor_shows_only_the_callers_orders(client: Client) -> None:
-    alice, bob = await client.user(), await client.user()
-    body = order_body((await client.product_ids())[:1])
-    for _ in range(3):
-        await client.post("/api/orders", json=body, headers=alice["headers"])
-    bobs = (await client.post("/api/orders", json=body, headers=bob["headers"])).json()["id"]
-    page = await client.get("/api/orders?limit=1", headers=alice["headers"])
-    r = await client.get(
-        "/api/orders", params={"cursor": page.json()["nextCursor"]}, headers=bob["headers"]
-    )
-    assert r.status_code == 200
-    assert [o["id"] for o in r.json()["items"]] in ([], [bobs])
 
 
 FORGED = [

@@ -1,5 +1,7 @@
-"""Fixtures for the session and token tests: an app whose secrets the test knows, so
-that it can forge tokens the way an attacker who guessed (or stole) them would."""
+"""Helpers for the session and token tests: the secrets of an app whose secrets the test
+knows, so that it can forge tokens the way an attacker who guessed (or stole) them would,
+and signed-in devices. The fixtures that use them (``auth_app``, ``sign_in``, ``account``,
+``two_users``) are in tests/conftest.py, shared with tests/attacks/."""
 
 from __future__ import annotations
 
@@ -7,16 +9,16 @@ import base64
 import hashlib
 import hmac
 import json
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
-import pytest
 
 from bastion.app import BastionApp
 from bastion.security.secret import Secret
-from tests.conftest import PG_URL, REDIS_URL, Client, client_for
+
+if TYPE_CHECKING:  # tests/conftest.py imports this module: no import back at run time
+    from tests.conftest import Client
 
 # 64 bytes each: long enough for PyJWT to sign HS512 with them without a warning.
 ACCESS_SECRET = "access-secret-for-tests-" + "a1" * 20
@@ -24,26 +26,6 @@ REFRESH_SECRET = "refresh-secret-for-tests-" + "r2" * 19 + "x"
 SECRETS = {"access_secret": ACCESS_SECRET, "refresh_secret": REFRESH_SECRET}
 REFRESH_COOKIE = "__Secure-refreshToken"
 DEVICE_COOKIE = "__Secure-deviceToken"
-
-SHARED_BACKENDS = bool(PG_URL and REDIS_URL)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "requires_shared_backends: needs PostgreSQL and Redis (BASTION_TEST_DATABASE_URL and"
-        " BASTION_TEST_REDIS_URL); deselected, and counted so, when they are not configured",
-    )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if SHARED_BACKENDS:
-        return
-    keep = [i for i in items if i.get_closest_marker("requires_shared_backends") is None]
-    dropped = [i for i in items if i.get_closest_marker("requires_shared_backends") is not None]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
 
 
 def kid(secret: str) -> str:
@@ -152,38 +134,3 @@ def _cookie(token: str) -> dict[str, str]:
 
 
 SignIn = Callable[..., Awaitable[Device]]
-
-
-@pytest.fixture
-async def auth_app(start_app: Any) -> BastionApp:
-    app: BastionApp = await start_app(**SECRETS)
-    return app
-
-
-@pytest.fixture
-async def sign_in(auth_app: BastionApp) -> Any:
-    """``await sign_in(email, ip=..., user_agent=...)`` -> a new :class:`Device`."""
-    clients: list[Client] = []
-
-    async def go(
-        email: str, password: str, *, ip: str = "127.0.0.1", user_agent: str = "test-agent/1.0"
-    ) -> Device:
-        client = client_for(auth_app, ip=ip)
-        client.headers["User-Agent"] = user_agent
-        clients.append(client)
-        r = await client.post("/api/auth/login", json={"email": email, "password": password})
-        assert r.status_code == 200, r.text
-        # The jar would send the cookie too; devices send theirs explicitly instead.
-        client.cookies.clear()
-        return Device(client, r.json()["accessToken"], refresh_cookie_of(r))
-
-    yield go
-    for c in clients:
-        await c.aclose()
-
-
-@pytest.fixture
-async def account(auth_app: BastionApp) -> dict[str, Any]:
-    """A registered account: ``email`` and ``password``."""
-    async with client_for(auth_app) as c:
-        return await c.register(email=f"user-{uuid.uuid4().hex[:10]}@example.com")

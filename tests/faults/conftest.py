@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PG_URL
-from tests.security.conftest import RedisServer
-from tests.servers import BastionServer, PostgresCluster, production_env
+from tests.servers import BastionServer, PostgresCluster, RedisServer, production_env
 
 GLOBAL_LIMIT = 30
 

@@ -15,8 +15,7 @@ import pytest
 from tests.databases import scratch_postgres
 from tests.faults.conftest import GLOBAL_LIMIT, MakeServer
 from tests.faults.traffic import KINDS, Outcome, Traffic, probe_global_limit, sign_up, statuses
-from tests.security.conftest import RedisServer
-from tests.servers import PostgresCluster
+from tests.servers import PostgresCluster, RedisServer
 
 # Whatever happens, the server answers within a few seconds and never with a 5xx other
 # than 503; the dependency coming back must show in /readyz within this long.

@@ -1,10 +1,8 @@
-"""Fixtures for the abuse-defence tests: both store backends in every run, and private
-Redis servers that a test may stop, freeze and restart.
+"""Helpers for the abuse-defence tests: events, the RateLimit fields, a hasher the test
+holds back, and a private Redis that a test may stop, freeze and restart.
 
-The "redis" backend is ``BASTION_TEST_REDIS_URL`` when it is set, else a private
-``redis-server`` started for the session, so the default run proves the Redis store too.
-A missing ``redis-server`` or an unreachable configured Redis fails the tests; nothing
-here ever skips.
+The fixtures that run a test on both store backends (``backend``, ``start_guarded``,
+``clients``) are in tests/conftest.py, shared with tests/attacks/.
 """
 
 from __future__ import annotations
@@ -12,13 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,82 +21,9 @@ import pytest
 
 from bastion.app import BastionApp
 from bastion.security.passwords import HasherConfig, PasswordHasher
-from tests.conftest import REDIS_URL, Client, client_for
+from tests.servers import RedisServer
 
 WRONG = "Wrong-Password-123456"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pong(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """A private ``redis-server`` on a free port, without persistence."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed; these tests need it")
-        self.binary = binary
-        self.workdir = workdir
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _pong(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        """Kill it outright (SIGKILL): connections drop as in a crash."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
-
-    def freeze(self) -> None:
-        """SIGSTOP: the port still accepts connections, but nothing ever answers."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture
@@ -114,53 +35,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="session")
-def shared_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if REDIS_URL:
-        yield REDIS_URL
-        return
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server.url(0)
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest, shared_redis_url: str) -> str | None:
-    """The store URL of the backend under test: ``None`` (in-process) or a Redis URL."""
-    return shared_redis_url if request.param == "redis" else None
-
-
-StartApp = Callable[..., Awaitable[BastionApp]]
-
-
-@pytest.fixture
-def start_guarded(start_app: StartApp, backend: str | None) -> StartApp:
-    """``start_app`` on the backend under test."""
-
-    async def start(**overrides: Any) -> BastionApp:
-        return await start_app(**{"redis_url": backend, **overrides})
-
-    return start
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Callable[[BastionApp, str], Client]]:
-    """``clients(app, ip)``: a client from that peer address, closed at the end."""
-    opened: list[Client] = []
-
-    def make(app: BastionApp, ip: str = "127.0.0.1") -> Client:
-        client = client_for(app, ip)
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        await client.aclose()
 
 
 def environ_without_bastion() -> dict[str, str]:

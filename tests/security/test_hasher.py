@@ -1,24 +1,20 @@
 """Password hashing under attack: bounded concurrency, a bounded line that trusted
-attempts jump, shedding instead of piling up, and no slot leaked by cancellation."""
+attempts jump, shedding instead of piling up, and no slot leaked by cancellation. Logins
+that fill it over HTTP are in tests/attacks/test_api4_resource_consumption.py."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from argon2.exceptions import VerifyMismatchError
 
-from bastion.app import BastionApp
 from bastion.security.exceptions import InvalidCredentials, Unavailable
 from bastion.security.passwords import HasherConfig, PasswordHasher
-from tests.conftest import PASSWORD, Client
-from tests.security.conftest import WRONG, GatedArgon, StartApp, install_hasher, wait_until
-
-Clients = Callable[[BastionApp, str], Client]
+from tests.conftest import PASSWORD
+from tests.security.conftest import wait_until
 
 
 class SlowArgon:
@@ -202,69 +198,3 @@ async def test_an_unknown_account_costs_one_verification_and_fails(
     with pytest.raises(InvalidCredentials):
         await hasher.verify(None, PASSWORD)
     assert len(argon.started) == 1
-
-
-# ------------------------------------------------------------------------------- over HTTP
-
-
-async def test_login_answers_503_with_retry_after_when_the_hasher_is_saturated(
-    start_guarded: StartApp, clients: Clients
-) -> None:
-    app = await start_guarded(rate_limit_auth="10/hour")
-    argon = GatedArgon(closed=True)
-    hasher = await install_hasher(app, argon, concurrency=1, queue=1)
-    busy = [
-        asyncio.create_task(
-            clients(app, f"192.0.2.{n}").post(
-                "/api/auth/login", json={"email": f"u{n}@example.com", "password": WRONG}
-            )
-        )
-        for n in range(2)
-    ]
-    try:
-        await wait_until(lambda: hasher.running == 1 and hasher.waiting == 1, "hasher full")
-        client = clients(app, "203.0.113.5")
-        r = await client.post(
-            "/api/auth/login", json={"email": "late@example.com", "password": WRONG}
-        )
-    finally:
-        argon.gate.set()
-    assert r.status_code == 503
-    assert int(r.headers["retry-after"]) >= 1
-    assert [t.status_code for t in await asyncio.gather(*busy)] == [401, 401]
-    # The refused attempt was never judged: it does not count against the address.
-    guard = app.services.guard
-    assert (await guard.store.peek(guard.ip_key("203.0.113.5"), limit=10)).count == 0
-
-
-async def test_a_returning_user_logs_in_while_an_attack_fills_the_hasher(
-    start_guarded: StartApp, clients: Clients
-) -> None:
-    app = await start_guarded()
-    browser = clients(app, "203.0.113.5")
-    user = await browser.register()
-    assert (await browser.post("/api/auth/login", json=_body(user["email"]))).status_code == 200
-    argon = GatedArgon(closed=True)
-    hasher = await install_hasher(app, argon, concurrency=1, queue=4)
-    attack = [
-        asyncio.create_task(
-            clients(app, f"192.0.2.{n}").post(
-                "/api/auth/login", json={"email": f"victim{n}@example.com", "password": WRONG}
-            )
-        )
-        for n in range(5)
-    ]
-    try:
-        await wait_until(lambda: hasher.running == 1 and hasher.waiting == 4, "attack fills line")
-        mine = asyncio.create_task(browser.post("/api/auth/login", json=_body(user["email"])))
-        # An attacker's waiting attempt is shed at once to make room for the returning user.
-        await wait_until(lambda: any(t.done() for t in attack), "an attacker shed")
-    finally:
-        argon.gate.set()
-    assert (await mine).status_code == 200
-    statuses = Counter(t.status_code for t in await asyncio.gather(*attack))
-    assert statuses == {401: 4, 503: 1}
-
-
-def _body(email: str) -> dict[str, str]:
-    return {"email": email, "password": PASSWORD}

@@ -20,7 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import PASSWORD, REDIS_URL
-from tests.security.conftest import WRONG, RedisServer, environ_without_bastion, free_port
+from tests.security.conftest import WRONG, environ_without_bastion
+from tests.servers import RedisServer, free_port
 
 BASTION = str(Path(sys.executable).with_name("bastion"))
 

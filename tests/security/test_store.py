@@ -14,7 +14,7 @@ from bastion.security.guard import AttemptGuard, GuardConfig
 from bastion.security.limits import Rate
 from bastion.store import Budget, MemoryStore, Store, StoreUnavailable
 from bastion.store.redis import RedisStore
-from tests.security.conftest import RedisServer, free_port
+from tests.servers import RedisServer, free_port
 
 
 @pytest.fixture(params=["memory", "redis"])

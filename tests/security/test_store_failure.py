@@ -7,16 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
 
-from bastion.app import BastionApp
-from tests.conftest import PASSWORD, Client
-from tests.security.conftest import WRONG, RedisServer, StartApp
-
-Clients = Callable[[BastionApp, str], Client]
+from tests.conftest import PASSWORD, Client, Clients, StartApp
+from tests.security.conftest import WRONG
+from tests.servers import RedisServer
 
 
 def assert_unavailable(r: httpx.Response) -> None:

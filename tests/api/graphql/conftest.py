@@ -1,15 +1,13 @@
-"""Helpers for the GraphQL tests: a query call, orders to read, and a count of the SQL
-statements the app sends."""
+"""Helpers for the GraphQL tests: a query call and orders to read. (The count of the SQL
+statements the app sends, ``statements``, is in tests/conftest.py, shared with
+tests/attacks/.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
-import pytest
 
-from bastion.app import BastionApp
 from tests.api.bodies import order_body
 from tests.conftest import Client
 
@@ -62,48 +60,3 @@ async def place_orders(
         assert r.status_code == 201, r.text
         placed.append(r.json()["id"])
     return placed
-
-
-class CountingDatabase:
-    """The app's database, counting the statements sent through it (security events,
-    written in the background, are left out)."""
-
-    def __init__(self, db: Any) -> None:
-        self._db = db
-        self.statements: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._db, name)
-
-    def _count(self, sql: str) -> None:
-        if "security_events" not in sql:
-            self.statements.append(sql)
-
-    async def fetch(self, sql: str, *args: Any) -> Any:
-        self._count(sql)
-        return await self._db.fetch(sql, *args)
-
-    async def fetchrow(self, sql: str, *args: Any) -> Any:
-        self._count(sql)
-        return await self._db.fetchrow(sql, *args)
-
-    async def execute(self, sql: str, *args: Any) -> Any:
-        self._count(sql)
-        return await self._db.execute(sql, *args)
-
-    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> Any:
-        self._count(sql)
-        return await self._db.executemany(sql, args)
-
-    def reset(self) -> None:
-        self.statements.clear()
-
-
-@pytest.fixture
-def statements(app: BastionApp) -> Iterator[CountingDatabase]:
-    """The app's database, counting from now on; ``statements.reset()`` starts again."""
-    real = app.services.db
-    counting = CountingDatabase(real)
-    app.services.db = counting  # type: ignore[assignment]
-    yield counting
-    app.services.db = real

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.app import BastionApp
-from tests.api.graphql.conftest import FULL_ORDERS, CountingDatabase, data, gql, place_orders
-from tests.conftest import Client
+from tests.api.graphql.conftest import FULL_ORDERS, data, gql, place_orders
+from tests.conftest import Client, CountingDatabase
 
 
 async def _statements(

@@ -1,4 +1,7 @@
-"""SQL injection probes in every input that reaches a query. Each probe must be taken
+"""Injection: API8:2019 Injection (the 2023 list has no entry of its own for it).
+
+The attacker puts SQL injection probes in every input that reaches a query. The defence:
+bound parameters everywhere and strict parsing of typed input, so each probe is taken
 literally: never a 500, never a row the caller should not see, every table intact."""
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def _no_500(r: Any) -> None:
 async def test_probes_in_the_registration_email_are_refused_or_stored_literally(
     app: BastionApp, client: Client, world: World
 ) -> None:
+    """Attacker: SQL in the sign-up email. Defence: bound parameters; refused or stored as sent."""
     created = 0
     for probe in [*PROBES, *EMAIL_PROBES]:
         r = await client.post(
@@ -118,6 +122,7 @@ async def test_probes_in_the_registration_email_are_refused_or_stored_literally(
 async def test_probes_in_the_login_email_and_password_never_log_in(
     app: BastionApp, client: Client, world: World
 ) -> None:
+    """Attacker: SQL in the login email or password. Defence: bound parameters; no login."""
     for probe in PROBES:
         for body in (
             {"email": probe, "password": probe},
@@ -134,6 +139,7 @@ async def test_probes_in_the_login_email_and_password_never_log_in(
 async def test_probes_in_the_name_are_stored_literally(
     app: BastionApp, client: Client, world: World
 ) -> None:
+    """Attacker: SQL in the display name. Defence: bound parameters; stored literally."""
     for probe in PROBES:
         r = await client.patch(
             "/api/users/me", json={"name": probe}, headers=world.mallory["headers"]
@@ -150,6 +156,7 @@ async def test_probes_in_the_name_are_stored_literally(
 async def test_probes_in_the_address_are_stored_literally(
     app: BastionApp, client: Client, world: World
 ) -> None:
+    """Attacker: SQL in the shipping address. Defence: bound parameters; stored literally."""
     ids = await client.product_ids()
     for probe in PROBES:
         body = order_body(ids[:1], shippingAddress=address(line1=probe + " 12345", city=probe))
@@ -176,6 +183,7 @@ async def test_probes_in_the_address_are_stored_literally(
 async def test_probes_in_order_fields_are_refused_without_creating_anything(
     app: BastionApp, client: Client, world: World, field: str
 ) -> None:
+    """Attacker: SQL in typed order fields. Defence: strict validation; 400, nothing created."""
     ids = await client.product_ids()
     for probe in PROBES:
         body = order_body(ids[:1])
@@ -193,6 +201,7 @@ async def test_probes_in_order_fields_are_refused_without_creating_anything(
 async def test_probes_in_path_ids_find_nothing(
     app: BastionApp, client: Client, world: World
 ) -> None:
+    """Attacker: SQL in the ids in paths. Defence: ids must be UUIDs; 404, nothing found."""
     for probe in PROBES:
         for method, path in (
             ("GET", "/api/orders/{}"),
@@ -211,6 +220,7 @@ async def test_probes_in_path_ids_find_nothing(
 async def test_probes_in_the_cursor_and_limit_are_refused(
     app: BastionApp, client: Client, world: World
 ) -> None:
+    """Attacker: SQL in the cursor or the limit. Defence: both are parsed strictly; 400."""
     for probe in PROBES:
         wrapped = [
             probe,
@@ -226,3 +236,18 @@ async def test_probes_in_the_cursor_and_limit_are_refused(
             r = await client.get(path, params={"limit": probe}, headers=world.mallory["headers"])
             assert r.status_code == 400, r.text
     await world.assert_intact(app, client)
+
+
+@pytest.mark.parametrize(
+    "order_id",
+    ["1", "abc", "00000000-0000-4000-8000-00000000000g", "%00", "..%2f..%2fetc", "' OR 1=1 --"],
+)
+async def test_an_order_id_that_is_not_a_uuid_is_simply_not_found(
+    client: Client, order_id: str
+) -> None:
+    """Attacker: SQL, NUL or traversal as an order id. Defence: not a UUID, so simply 404."""
+    user = await client.user()
+    for method, suffix in (("GET", ""), ("POST", "/cancel")):
+        r = await client.request(method, f"/api/orders/{order_id}{suffix}", headers=user["headers"])
+        assert r.status_code == 404, (method, r.text)
+        assert r.headers["content-type"] == "application/problem+json"

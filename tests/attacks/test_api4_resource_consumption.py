@@ -1,0 +1,420 @@
+"""API4:2023 Unrestricted Resource Consumption.
+
+The attacker makes the API spend without bound: huge bodies, floods of requests, huge
+pages, GraphQL queries that are deep, aliased or long, and logins that keep the password
+hasher busy. The defences: a 10 KiB body limit enforced as bytes arrive, an exact global
+rate limit, bounded page sizes, GraphQL depth, alias, token and ``first`` limits checked
+before anything runs, and a hasher with bounded concurrency that sheds instead of piling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from graphql.language import Lexer, Source, TokenKind
+
+from bastion.app import BastionApp
+from tests.api.graphql.conftest import data, gql
+from tests.api.graphql.test_http import QUERY
+from tests.api.graphql.test_limits import DEPTH_3, aliases
+from tests.api.problem import assert_problem
+from tests.api.test_request_errors import LIMIT, _big_order
+from tests.conftest import PASSWORD, Client, Clients, CountingDatabase, StartApp, client_for
+from tests.security.conftest import (
+    WRONG,
+    GatedArgon,
+    install_hasher,
+    ratelimit_fields,
+    record_events,
+    wait_until,
+)
+
+# ------------------------------------------------------------------------ body size
+
+
+async def test_a_body_over_10240_bytes_with_content_length_is_a_413(client: Client) -> None:
+    """Attacker: posts a body over 10 KiB. Defence: its Content-Length alone gets a 413."""
+    user = await client.user()
+    raw = _big_order((await client.product_ids())[0], LIMIT + 1)
+    r = await client.post(
+        "/api/orders", content=raw, headers={**user["headers"], "Content-Type": "application/json"}
+    )
+    assert r.request.headers["content-length"] == str(LIMIT + 1)
+    assert_problem(r, 413)
+
+
+async def test_a_streamed_body_over_10240_bytes_is_a_413(client: Client) -> None:
+    """Attacker: streams a body with no length. Defence: bytes are counted as they come; 413."""
+    user = await client.user()
+    raw = _big_order((await client.product_ids())[0], 4 * LIMIT)
+    sent: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(raw), 1024):
+            sent.append(start)
+            yield raw[start : start + 1024]
+
+    r = await client.post(
+        "/api/orders",
+        content=chunks(),
+        headers={**user["headers"], "Content-Type": "application/json"},
+    )
+    assert "content-length" not in r.request.headers
+    assert r.request.headers["transfer-encoding"] == "chunked"
+    assert_problem(r, 413)
+    # Refused as the bytes came in, not after reading everything.
+    assert len(sent) <= LIMIT // 1024 + 2
+
+
+@pytest.mark.parametrize("path", ["/api/auth/register", "/api/auth/login", "/api/users/me"])
+async def test_the_size_limit_holds_on_every_route(client: Client, path: str) -> None:
+    """Attacker: looks for a route without the limit. Defence: the middleware covers all; 413."""
+    user = await client.user()
+    raw = json.dumps({"name": "x" * (LIMIT + 10)}).encode()
+    r = await client.request(
+        "PATCH" if path.endswith("/me") else "POST",
+        path,
+        content=raw,
+        headers={**user["headers"], "Content-Type": "application/json"},
+    )
+    assert_problem(r, 413)
+
+
+async def test_the_413_comes_before_authentication_and_parsing(client: Client) -> None:
+    """Attacker: sends a huge body with no token. Defence: 413 before auth or parsing."""
+    r = await client.post(
+        "/api/orders",
+        content=b"{" * (LIMIT + 1),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(r, 413)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_body_over_10_kib_is_a_413_before_parsing(client: Client, chunked: bool) -> None:
+    """Attacker: posts a GraphQL body over 10 KiB. Defence: 413 before any GraphQL is parsed."""
+    # Valid GraphQL all the way: the padding is a comment.
+    body = ('{"query": "' + QUERY + " #" + "x" * 10_300 + '"}').encode()
+    assert len(body) > 10 * 1024
+    content: Any = body
+    if chunked:
+
+        async def stream() -> Any:
+            for i in range(0, len(body), 1000):
+                yield body[i : i + 1000]
+
+        content = stream()
+    r = await client.post(
+        "/api/graphql", content=content, headers={"Content-Type": "application/json"}
+    )
+    assert_problem(r, 413)
+
+
+# ------------------------------------------------------------------------ rate limit
+
+
+async def test_the_global_limit_allows_exactly_its_budget_then_answers_429(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: floods from one address. Defence: the global limit, exactly; then 429, event."""
+    app = await start_guarded(rate_limit_global="5/minute")
+    events = record_events(app)
+    client = clients(app, "203.0.113.1")
+    remaining = []
+    for _ in range(5):
+        r = await client.get("/api/products")
+        assert r.status_code == 200
+        remaining.append(ratelimit_fields(r.headers)["global"]["r"])
+    assert remaining == [4, 3, 2, 1, 0]
+    r = await client.get("/api/products")
+    assert r.status_code == 429
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == 429
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert ratelimit_fields(r.headers) == {
+        "global": {"q": 5, "w": 60, "r": 0, "t": pytest.approx(60, abs=1)}
+    }
+    assert [(e["event"], e["ip"]) for e in events] == [("ratelimit.exceeded", "203.0.113.1")]
+
+
+async def test_fifty_parallel_requests_against_a_limit_of_n_let_exactly_n_through(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: races 50 requests at a limit of 17. Defence: atomic counting lets 17 through."""
+    app = await start_guarded(rate_limit_global="17/minute")
+    client = clients(app, "203.0.113.1")
+    responses = await asyncio.gather(*(client.get("/api/products") for _ in range(50)))
+    assert Counter(r.status_code for r in responses) == {200: 17, 429: 33}
+
+
+async def test_a_refused_request_never_reaches_the_route(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: keeps sending after a 429. Defence: refused before the route does any work."""
+    app = await start_guarded(rate_limit_global="1/minute")
+    client = clients(app, "203.0.113.1")
+    await client.get("/api/products")
+    r = await client.post("/api/auth/login", json={"email": "a@example.com", "password": WRONG})
+    assert r.status_code == 429
+    assert "auth" not in ratelimit_fields(r.headers)
+    guard = app.services.guard
+    assert (await guard.store.peek(guard.ip_key("203.0.113.1"), limit=10)).count == 0
+
+
+# ------------------------------------------------------------------------- page size
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "1.5", "1e2", "", "10" * 20])
+@pytest.mark.parametrize("path", ["/api/products", "/api/orders"])
+async def test_a_limit_outside_1_to_100_is_refused(client: Client, path: str, limit: str) -> None:
+    """Attacker: asks for huge or odd page sizes. Defence: limit must be 1 to 100, else 400."""
+    user = await client.user()
+    r = await client.get(path, params={"limit": limit}, headers=user["headers"])
+    assert_problem(r, 400, "#/query/limit")
+
+
+# ------------------------------------------------------------------- GraphQL limits
+
+
+def tokens(query: str) -> int:
+    """graphql-core's own count of the query's tokens."""
+    lexer, n = Lexer(Source(query)), 0
+    while lexer.advance().kind != TokenKind.EOF:
+        n += 1
+    return n
+
+
+DEPTH_4 = {
+    "fields": "{ me { orders { items { product { id } } } } }",
+    "fragments": (
+        "{ me { ...U } } fragment U on User { orders { ...O } }"
+        " fragment O on Order { items { ...I } } fragment I on OrderItem { product { ...P } }"
+        " fragment P on Product { id }"
+    ),
+    "inline-fragments": (
+        "{ me { ... on User { orders { ... on Order { items { product { id } } } } } } }"
+    ),
+    "fragment-used-shallow-and-deep": (
+        "{ me { orders { ...I } } } fragment I on Order { items { product { id } } }"
+    ),
+    "second-operation": "query A "
+    + DEPTH_3
+    + " query B "
+    + "{ me { orders { items { product { id } } } } }",
+}
+
+
+@pytest.mark.parametrize("query", DEPTH_4.values(), ids=DEPTH_4.keys())
+async def test_a_query_one_level_past_the_depth_limit_is_a_400(start_app: Any, query: str) -> None:
+    """Attacker: nests one level too deep, also through fragments. Defence: depth limit, 400."""
+    async with client_for(await start_app(graphql_max_depth=3)) as client:
+        user = await client.user()
+        r = await gql(client, query, user=user, operationName="A" if "query A" in query else None)
+        body = assert_problem(r, 400, "#/query")
+        assert body["detail"] == "The query is 4 levels deep; at most 3 are allowed."
+
+
+async def test_a_long_chain_of_nested_fragments_is_counted_in_full(client: Client) -> None:
+    """Attacker: hides depth in a chain of fragments. Defence: depth counts through them, 400."""
+    chain = " ".join(f"fragment F{i} on Query {{ f {{ ...F{i + 1} }} }}" for i in range(79))
+    query = f"{{ ...F0 }} {chain} fragment F79 on Query {{ f }}"
+    assert tokens(query) <= 1000
+    body = assert_problem(await gql(client, query), 400, "#/query")
+    assert body["detail"] == "The query is 79 levels deep; at most 6 are allowed."
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }",
+        "{ ...A } fragment A on Query { products { ...B } } fragment B on Product { ...B }",
+        "{ me { ...A } } fragment A on User { orders { items { ...A } } }",
+    ],
+    ids=["two-fragments", "self", "through-fields"],
+)
+async def test_cyclic_fragments_are_a_400_not_a_crash(client: Client, query: str) -> None:
+    """Attacker: makes fragments spread each other. Defence: refused as invalid, 400, no crash."""
+    user = await client.user()
+    body = assert_problem(await gql(client, query, user=user), 400, "#/query")
+    assert any("within itself" in e["detail"] for e in body["errors"]), body
+
+
+async def test_fifteen_aliases_run_and_sixteen_are_a_400(client: Client) -> None:
+    """Attacker: repeats a costly field under aliases. Defence: at most 15 aliases, 400."""
+    query = "{ " + aliases(15, "products(first: 1) { id }") + " }"
+    assert len(data(await gql(client, query))) == 15
+    query = "{ " + aliases(16, "products(first: 1) { id }") + " }"
+    body = assert_problem(await gql(client, query), 400, "#/query")
+    assert body["detail"] == "The query uses 16 aliases; at most 15 are allowed."
+
+
+@pytest.mark.parametrize(
+    ("query", "count"),
+    [
+        ("{ " + aliases(16) + " }", 16),
+        # Aliases in a fragment count once per place it is spread (strawberry before
+        # 0.315.7 counted them once: GHSA-fr49-mhgj-crfc).
+        ("{ ...A ... on Query { ...A } } fragment A on Query { " + aliases(8) + " }", 16),
+        (
+            "{ me { ...U } x: me { ...U } } fragment U on User { orders { ...O } }"
+            " fragment O on Order { " + aliases(8, "id") + " }",
+            17,
+        ),
+    ],
+    ids=["typename", "fragment-spread-twice", "nested-fragments-under-aliases"],
+)
+async def test_aliases_are_counted_through_fragments_and_on_typename(
+    client: Client, query: str, count: int
+) -> None:
+    """Attacker: hides aliases in fragments spread twice. Defence: counted per spread, 400."""
+    user = await client.user()
+    body = assert_problem(await gql(client, query, user=user), 400, "#/query")
+    assert body["detail"] == f"The query uses {count} aliases; at most 15 are allowed."
+
+
+async def test_an_alias_bomb_of_doubling_fragments_is_refused_at_once(client: Client) -> None:
+    """Attacker: doubles fragments 60 times (2^60 aliases). Defence: counted, not walked; 400."""
+    # Each fragment spreads the next twice: 2^60 copies of 15 aliases, in under 700
+    # tokens. Counting by walking every spread would never finish.
+    chain = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(60))
+    query = f"{{ ...F0 }} {chain} fragment F60 on Query {{ {aliases(15)} }}"
+    assert tokens(query) <= 1000
+    body = assert_problem(await gql(client, query), 400, "#/query")
+    assert body["detail"] == "The query uses over a million aliases; at most 15 are allowed."
+
+
+async def test_a_thousand_tokens_run_and_one_more_is_a_400(client: Client) -> None:
+    """Attacker: sends an enormous query. Defence: at most 1000 tokens, then 400."""
+
+    def query(padding: int) -> str:
+        return "{ " + "products(first: 1) { id } " * 110 + "__typename " * padding + "}"
+
+    assert tokens(query(8)) == 1000
+    assert len(data(await gql(client, query(8)))["products"]) == 1
+    body = assert_problem(await gql(client, query(9)), 400, "#/query")
+    assert body["detail"] == "The query has more than 1000 tokens; at most 1000 are allowed."
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "pointer", "shown"),
+    [
+        ("{ products(first: 101) { id } }", None, "#/query", "101"),
+        ("{ products(first: 0) { id } }", None, "#/query", "0"),
+        ("{ me { orders(first: -1) { id } } }", None, "#/query", "-1"),
+        ("query($n: Int!) { products(first: $n) { id } }", {"n": 101}, "#/variables/n", "101"),
+        (
+            "query($n: Int!) { products(first: $n) { id } }",
+            {"n": 10**12},
+            "#/variables/n",
+            "a larger number",
+        ),
+        ("query($n: Int = 500) { products(first: $n) { id } }", {}, "#/variables/n", "500"),
+        ("{ ...F } fragment F on Query { products(first: 1000) { id } }", None, "#/query", "1000"),
+    ],
+    ids=[
+        "101",
+        "0",
+        "negative-on-orders",
+        "variable",
+        "huge-variable",
+        "variable-default",
+        "in-fragment",
+    ],
+)
+async def test_first_outside_1_to_100_is_a_400(
+    client: Client, query: str, variables: dict[str, Any] | None, pointer: str, shown: str
+) -> None:
+    """Attacker: asks first for huge pages (literal, variable, default). Defence: 1 to 100, 400."""
+    user = await client.user()
+    body = assert_problem(await gql(client, query, user=user, variables=variables), 400, pointer)
+    assert body["detail"] == f"first must be between 1 and 100, not {shown}."
+
+
+async def test_a_query_over_a_limit_touches_nothing_and_is_logged(
+    app: BastionApp,
+    client: Client,
+    statements: CountingDatabase,
+    events: list[dict[str, Any]],
+) -> None:
+    """Attacker: sends an over-limit query. Defence: refused and logged before any SQL runs."""
+    user = await client.user()
+    statements.reset()
+    query = "{ me { orders(first: 101) { id items { product { name } } } } products { id } }"
+    assert_problem(await gql(client, query, user=user), 400, "#/query")
+    assert statements.statements == []
+    rejected = [e for e in events if e["event"] == "input.rejected"]
+    assert [(e["reason"], e["user_id"], e["path"]) for e in rejected] == [
+        ("graphql limit: first", user["id"], "/api/graphql")
+    ]
+
+
+# ---------------------------------------------------------------------- the hasher
+
+
+async def test_login_answers_503_with_retry_after_when_the_hasher_is_saturated(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: fills the password hasher. Defence: a bounded line; the rest get 503."""
+    app = await start_guarded(rate_limit_auth="10/hour")
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=1)
+    busy = [
+        asyncio.create_task(
+            clients(app, f"192.0.2.{n}").post(
+                "/api/auth/login", json={"email": f"u{n}@example.com", "password": WRONG}
+            )
+        )
+        for n in range(2)
+    ]
+    try:
+        await wait_until(lambda: hasher.running == 1 and hasher.waiting == 1, "hasher full")
+        client = clients(app, "203.0.113.5")
+        r = await client.post(
+            "/api/auth/login", json={"email": "late@example.com", "password": WRONG}
+        )
+    finally:
+        argon.gate.set()
+    assert r.status_code == 503
+    assert int(r.headers["retry-after"]) >= 1
+    assert [t.status_code for t in await asyncio.gather(*busy)] == [401, 401]
+    # The refused attempt was never judged: it does not count against the address.
+    guard = app.services.guard
+    assert (await guard.store.peek(guard.ip_key("203.0.113.5"), limit=10)).count == 0
+
+
+async def test_a_returning_user_logs_in_while_an_attack_fills_the_hasher(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: fills the hasher's line. Defence: a known device jumps it; an attacker is shed."""
+    app = await start_guarded()
+    browser = clients(app, "203.0.113.5")
+    user = await browser.register()
+    assert (await browser.post("/api/auth/login", json=_body(user["email"]))).status_code == 200
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=4)
+    attack = [
+        asyncio.create_task(
+            clients(app, f"192.0.2.{n}").post(
+                "/api/auth/login", json={"email": f"victim{n}@example.com", "password": WRONG}
+            )
+        )
+        for n in range(5)
+    ]
+    try:
+        await wait_until(lambda: hasher.running == 1 and hasher.waiting == 4, "attack fills line")
+        mine = asyncio.create_task(browser.post("/api/auth/login", json=_body(user["email"])))
+        # An attacker's waiting attempt is shed at once to make room for the returning user.
+        await wait_until(lambda: any(t.done() for t in attack), "an attacker shed")
+    finally:
+        argon.gate.set()
+    assert (await mine).status_code == 200
+    statuses = Counter(t.status_code for t in await asyncio.gather(*attack))
+    assert statuses == {401: 4, 503: 1}
+
+
+def _body(email: str) -> dict[str, str]:
+    return {"email": email, "password": PASSWORD}
