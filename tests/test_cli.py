@@ -30,6 +30,14 @@ def run(cwd: Path, *args: str, db_url: str | None, **env: str) -> subprocess.Com
     )
 
 
+async def arun(
+    cwd: Path, *args: str, db_url: str | None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """:func:`run` from an async test: in a thread, so the event loop (and the app the
+    test started on it) keeps running while the CLI works."""
+    return await asyncio.to_thread(run, cwd, *args, db_url=db_url, **env)
+
+
 def said(result: subprocess.CompletedProcess[str]) -> str:
     return " ".join((result.stdout + result.stderr).split())
 
@@ -49,9 +57,9 @@ async def test_migrate_creates_the_schema_and_then_has_nothing_to_do(
 ) -> None:
     if pg_database:
         await start_app()  # a wiped PostgreSQL database for this run
-    first = run(tmp_path, "migrate", db_url=pg_database)
+    first = await arun(tmp_path, "migrate", db_url=pg_database)
     assert first.returncode == 0, said(first)
-    again = run(tmp_path, "migrate", db_url=pg_database)
+    again = await arun(tmp_path, "migrate", db_url=pg_database)
     assert again.returncode == 0, said(again)
     assert "0 migration(s) applied" in said(again)
 
@@ -65,7 +73,7 @@ async def test_seed_demo_is_idempotent(
         await app.services.db.execute("DELETE FROM promo_codes")
     counts = []
     for _ in range(2):
-        result = run(tmp_path, "seed-demo", db_url=pg_database)
+        result = await arun(tmp_path, "seed-demo", db_url=pg_database)
         assert result.returncode == 0, said(result)
         counts.append(await _catalogue(tmp_path, pg_database))
     assert counts[0] == counts[1]
@@ -80,8 +88,7 @@ async def test_users_create_makes_an_admin_who_can_use_the_admin_api(
 ) -> None:
     # The app shares the CLI's database and var/ (make_settings puts var/ in tmp_path).
     app = await start_app()
-    result = await asyncio.to_thread(
-        run,
+    result = await arun(
         tmp_path,
         "users", "create", "--email", " Root@Example.COM ", "--admin",
         db_url=pg_database,
@@ -96,8 +103,8 @@ async def test_users_create_makes_an_admin_who_can_use_the_admin_api(
         assert r.status_code == 200, r.text
         (admin,) = [u for u in r.json()["items"] if u["email"] == "root@example.com"]
         assert admin["role"] == "admin"
-    again = await asyncio.to_thread(
-        run, tmp_path, "users", "create", "--email", "root@example.com",
+    again = await arun(
+        tmp_path, "users", "create", "--email", "root@example.com",
         db_url=pg_database, BASTION_NEW_PASSWORD=ADMIN_PASSWORD,
     )  # fmt: skip
     assert again.returncode != 0

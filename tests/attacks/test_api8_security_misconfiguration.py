@@ -333,3 +333,17 @@ def test_production_refuses_missing_or_weak_secrets(
     with pytest.raises(ConfigError, match=named):
         load_settings()
     assert not (tmp_path / "var" / "secrets.json").exists()
+
+
+# ------------------------------------------------------------------------- API docs
+
+DOCS_PATHS = ["/docs", "/docs/assets/swagger-ui-bundle.js", "/openapi.json", "/redoc"]
+
+
+async def test_production_serves_no_docs_and_no_api_document(production: BastionApp) -> None:
+    """Attacker: maps the API from its published docs. Defence: none are served."""
+    async with client_for(production) as client:
+        for path in DOCS_PATHS:
+            r = await client.get(path)
+            assert r.status_code == 404, path
+            assert "swagger" not in r.text.lower()

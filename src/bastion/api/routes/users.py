@@ -41,16 +41,10 @@ async def change_password(
     row = await users.get_user(services.db, user_id=user.user_id)
     if row is None:
         raise ApiError(401, "The token refers to no user.", headers={"WWW-Authenticate": "Bearer"})
-    problems = await services.hasher.problems(body.newPassword, context=(row["email"], row["name"]))
-    if problems:
-        raise ApiError(
-            400,
-            "The new password is not acceptable.",
-            errors=[{"pointer": "#/newPassword", "detail": p} for p in problems],
-        )
     # The current password is a password guess like any login: it spends the IP's auth
-    # budget and the account's lockout, reserved before any hashing, so a stolen access
-    # token cannot be used to guess the password behind it (and take the account over).
+    # budget and the account's lockout, reserved before any hashing or strength check,
+    # so a stolen access token cannot be used to guess the password behind it (and take
+    # the account over), nor make the server do costly work past the limits.
     reservation = await attempts.reserve(services, request, account=row["email"], device=None)
     try:
         await services.hasher.verify(row["password_hash"], body.currentPassword)
@@ -76,6 +70,13 @@ async def change_password(
         await attempts.give_back(services, request, reservation)
         raise
     await attempts.give_back(services, request, reservation)
+    problems = await services.hasher.problems(body.newPassword, context=(row["email"], row["name"]))
+    if problems:
+        raise ApiError(
+            400,
+            "The new password is not acceptable.",
+            errors=[{"pointer": "#/newPassword", "detail": p} for p in problems],
+        )
     new_hash = await services.hasher.hash(body.newPassword)
     now = datetime.now(UTC)
     await users.update_password_hash(
