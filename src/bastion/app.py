@@ -33,8 +33,8 @@ from bastion.db import events as event_rows
 from bastion.db.migrations import migrate
 from bastion.security.asgi import Receive, Scope, Send
 from bastion.security.body_limit import BodyLimitConfig, BodyLimitMiddleware
-from bastion.security.client_ip import ClientIPConfig, ClientIPMiddleware
-from bastion.security.events import SecurityEventLog
+from bastion.security.client_ip import ClientIPConfig, ClientIPMiddleware, client_ip, rate_key
+from bastion.security.events import FirstPerWindow, SecurityEventLog
 from bastion.security.guard import AttemptGuard, GuardConfig
 from bastion.security.headers import SecurityHeadersConfig, SecurityHeadersMiddleware
 from bastion.security.media_type import JsonOnlyMiddleware
@@ -236,8 +236,17 @@ def create_app(settings: Settings | None = None) -> BastionApp:
     # Events raised before routing (rate limits) name the route's template, not the path.
     services.events.route_path = _route_template(api)
 
+    refusals = FirstPerWindow()
+
     async def on_exceeded(scope: Scope, name: str, hit: Hit) -> None:
-        services.events.emit("ratelimit.exceeded", scope, reason=f"{name} limit")
+        # One event per client and window, not one per refused request.
+        earlier = refusals.first(f"{name}:{rate_key(client_ip(scope))}", hit.window)
+        if earlier is None:
+            return
+        reason = f"{name} limit"
+        if earlier:
+            reason += f"; {earlier} more refused in the client's previous window"
+        services.events.emit("ratelimit.exceeded", scope, reason=reason)
 
     asgi: Any = JsonOnlyMiddleware(api)
     asgi = BodyLimitMiddleware(asgi, BodyLimitConfig(settings.max_body_bytes))

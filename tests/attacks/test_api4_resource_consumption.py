@@ -386,6 +386,60 @@ async def test_login_answers_503_with_retry_after_when_the_hasher_is_saturated(
     assert (await guard.store.peek(guard.ip_key("203.0.113.5"), limit=10)).count == 0
 
 
+async def test_while_the_hasher_is_full_a_flood_costs_no_store_or_database_work(
+    start_guarded: StartApp, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attacker: keeps the hasher full and floods login and register, so that every
+    refused request still costs a store round trip and a database lookup. Defence: an
+    attempt the hasher would refuse is refused first, before anything else is spent."""
+    app = await start_guarded(rate_limit_auth="10/hour")
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=1)
+    busy = [
+        asyncio.create_task(
+            clients(app, f"192.0.2.{n}").post(
+                "/api/auth/login", json={"email": f"u{n}@example.com", "password": WRONG}
+            )
+        )
+        for n in range(2)
+    ]
+    spent: list[str] = []
+    store, db = app.services.store, app.services.db
+
+    def counting(owner: Any, name: str) -> None:
+        # Patched on the class: the store and database objects have slots.
+        real = getattr(type(owner), name)
+
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            spent.append(name)
+            return await real(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(owner), name, wrapper)
+
+    try:
+        await wait_until(lambda: hasher.running == 1 and hasher.waiting == 1, "hasher full")
+        # (The global limit still takes its one round trip per request, as for any route.)
+        for owner, name in [(store, "take"), (db, "fetchrow"), (db, "fetch")]:
+            counting(owner, name)
+        client = clients(app, "203.0.113.6")
+        statuses = [
+            (await client.post(path, json=body)).status_code
+            for path, body in [
+                ("/api/auth/login", {"email": "flood@example.com", "password": WRONG}),
+                (
+                    "/api/auth/register",
+                    {"email": "new@example.com", "password": "Flood-Passphrase-77", "name": "F"},
+                ),
+            ]
+            for _ in range(10)
+        ]
+    finally:
+        argon.gate.set()
+    assert statuses == [503] * 20
+    assert spent == []
+    assert [t.status_code for t in await asyncio.gather(*busy)] == [401, 401]
+
+
 async def test_a_returning_user_logs_in_while_an_attack_fills_the_hasher(
     start_guarded: StartApp, clients: Clients
 ) -> None:
@@ -418,3 +472,22 @@ async def test_a_returning_user_logs_in_while_an_attack_fills_the_hasher(
 
 def _body(email: str) -> dict[str, str]:
     return {"email": email, "password": PASSWORD}
+
+
+async def test_a_flood_over_the_global_limit_is_logged_once_per_client_and_window(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: keeps sending past the global limit so that every refusal writes a log
+    line and a stored event (a flood of the logs and the database, and CPU). Defence:
+    the first refusal of each client's window is logged; the rest are counted."""
+    app = await start_guarded(rate_limit_global="3/minute")
+    events = record_events(app)
+    flooder, other = clients(app, "203.0.113.20"), clients(app, "203.0.113.21")
+    for client in (flooder, other):
+        statuses = [(await client.get("/api/products")).status_code for _ in range(40)]
+        assert statuses == [200] * 3 + [429] * 37
+    exceeded = [e for e in events if e["event"] == "ratelimit.exceeded"]
+    assert [(e["ip"], e["reason"]) for e in exceeded] == [
+        ("203.0.113.20", "global limit"),
+        ("203.0.113.21", "global limit"),
+    ]

@@ -24,6 +24,7 @@ from bastion.security.events import (
     EVENT_NAMES,
     REQUEST_ID_KEY,
     EventName,
+    FirstPerWindow,
     SecurityEventLog,
     json_formatter,
 )
@@ -460,3 +461,21 @@ async def test_behind_a_trusted_proxy_only_a_safe_incoming_request_id_is_kept(
     middleware = RequestIdMiddleware(app, trust_incoming=True)
     await middleware(scope(headers=[(b"x-request-id", incoming)]), receive, send)
     assert (seen[0][REQUEST_ID_KEY] == incoming.decode()) is kept
+
+
+def test_first_per_window_lets_one_through_and_reports_the_rest_with_the_next() -> None:
+    seen = FirstPerWindow()
+    assert seen.first("a", 1) == 0
+    assert [seen.first("a", 1) for _ in range(5)] == [None] * 5
+    assert seen.first("b", 1) == 0  # another key is its own
+    assert seen.first("a", 2) == 5  # the next window reports what the last one held back
+    assert seen.first("a", 2) is None
+    assert seen.first("a", 3) == 1
+
+
+def test_first_per_window_forgets_the_least_recent_keys_past_its_size() -> None:
+    seen = FirstPerWindow(max_keys=3)
+    for key in "abcd":
+        assert seen.first(key, 1) == 0
+    assert seen.first("a", 1) == 0  # forgotten: logged again
+    assert seen.first("d", 1) is None  # remembered

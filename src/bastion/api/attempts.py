@@ -13,17 +13,26 @@ from bastion.api.deps import Services
 from bastion.api.errors import ApiError
 from bastion.security.client_ip import client_ip
 from bastion.security.events import EventName
+from bastion.security.exceptions import Unavailable
 from bastion.security.guard import AttemptRefused, Reservation
 from bastion.security.ratelimit import add_policy
 from bastion.store import StoreUnavailable
 
-__all__ = ["give_back", "reserve", "store_down"]
+__all__ = ["give_back", "reserve", "shed_if_saturated", "store_down"]
 
 
 def store_down() -> ApiError:
     return ApiError(
         503, "Sign-in is unavailable for a moment; try again shortly.", headers={"Retry-After": "5"}
     )
+
+
+def shed_if_saturated(services: Services, *, trusted: bool) -> None:
+    """503 at once when the hasher would refuse this attempt anyway: before the store
+    round trip and the database lookup, which under a flood cost more than the refusal
+    (a refused attempt is not an attempt: it counts toward no limit)."""
+    if services.hasher.refuses(trusted=trusted):
+        raise Unavailable("password hasher saturated", retry_after=1)
 
 
 async def reserve(

@@ -24,6 +24,7 @@ import logging.config
 import re
 import sys
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO, get_args
@@ -38,6 +39,7 @@ __all__ = [
     "EVENT_NAMES",
     "REQUEST_ID_KEY",
     "EventName",
+    "FirstPerWindow",
     "SecurityEventLog",
     "configure_logging",
     "json_formatter",
@@ -243,3 +245,33 @@ class SecurityEventLog:
         if isinstance(template, str) and template:
             return template
         return _shape(str(scope.get("path", "")))
+
+
+class FirstPerWindow:
+    """Lets the first event of each ``(key, window)`` through and counts the rest.
+
+    A client over its limit can send thousands of requests a second; one log line and
+    one stored record for each would turn the flood into a second one, in the logs and
+    the database (it made a refusal cost as much as a served request). The first refusal
+    of each window is logged; the ones after it are counted and reported with the first
+    refusal of the key's next window. At most ``max_keys`` keys are remembered (the
+    least recently refused are forgotten), so rotating addresses cannot grow it without
+    bound; a forgotten key simply logs again.
+    """
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self._max = max_keys
+        self._seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
+
+    def first(self, key: str, window: int) -> int | None:
+        """``None`` when ``(key, window)`` was already let through (this one is counted);
+        else how many were counted for the key's previous window."""
+        entry = self._seen.get(key)
+        if entry is not None and entry[0] == window:
+            self._seen[key] = (window, entry[1] + 1)
+            return None
+        self._seen[key] = (window, 0)
+        self._seen.move_to_end(key)
+        if len(self._seen) > self._max:
+            self._seen.popitem(last=False)
+        return entry[1] if entry is not None else 0

@@ -126,6 +126,16 @@ class PasswordHasher:
     def waiting(self) -> int:
         return len(self._trusted) + len(self._untrusted)
 
+    def refuses(self, *, trusted: bool = False) -> bool:
+        """Whether an attempt arriving now would be refused (:class:`Unavailable`).
+
+        Lets a caller refuse before it spends anything else on the attempt (a store
+        round trip, a database lookup): under a flood that saturates the pool, those
+        cost more CPU than the refusal itself and slow down the attempts let through."""
+        if self._running < self.config.concurrency and not self.waiting:
+            return False
+        return self.waiting >= self.config.queue and (not trusted or not self._untrusted)
+
     async def _acquire(self, trusted: bool) -> None:
         if self._running < self.config.concurrency and not self.waiting:
             self._running += 1

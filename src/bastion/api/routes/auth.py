@@ -69,6 +69,7 @@ def _tokens(services: Services, access: str, refresh: str) -> Response:
 async def register(body: RegisterRequest, request: Request, services: Svc) -> Response:
     # A weak password or a taken email is a failed attempt and keeps its slot (it also
     # bounds how fast anyone can probe which emails are registered).
+    attempts.shed_if_saturated(services, trusted=False)
     reservation = await attempts.reserve(services, request, account=None, device=None)
     try:
         problems = await services.hasher.problems(body.password, context=(body.email, body.name))
@@ -125,6 +126,7 @@ def _device_for(services: Services, request: Request, email: str) -> str | None:
 async def login(body: LoginRequest, request: Request, services: Svc) -> Response:
     email = normalise_email(body.email)
     device = _device_for(services, request, email)
+    attempts.shed_if_saturated(services, trusted=device is not None)
     # The limits are settled before any hashing: a refused attempt costs no Argon2.
     reservation = await attempts.reserve(services, request, account=email, device=device)
     try:
