@@ -491,3 +491,35 @@ async def test_a_flood_over_the_global_limit_is_logged_once_per_client_and_windo
         ("203.0.113.20", "global limit"),
         ("203.0.113.21", "global limit"),
     ]
+
+
+async def test_a_client_over_its_budget_is_refused_without_a_store_round_trip(
+    start_guarded: StartApp, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attacker: keeps flooding past the limit so that every refusal costs a store round
+    trip. Defence: a client over its budget stays over until its window ends (fixed
+    windows, no slot ever given back), so the process refuses it from memory, and
+    serves it again as soon as the window is over."""
+    app = await start_guarded(rate_limit_global="2/second")
+    store = app.services.store
+    calls: list[str] = []
+    real = type(store).hit
+
+    async def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append("hit")
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(store), "hit", counting)
+    client = clients(app, "203.0.113.30")
+    statuses = [(await client.get("/api/products")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert len(calls) == 3
+    refused = [await client.get("/api/products") for _ in range(20)]
+    assert {r.status_code for r in refused} == {429}
+    assert len(calls) == 3  # refused from memory
+    assert all(ratelimit_fields(r.headers)["global"]["r"] == 0 for r in refused)
+    assert all(int(r.headers["retry-after"]) in (1, 2) for r in refused)
+    # Another client is untouched, and the flooder is served again once its window ends.
+    assert (await clients(app, "203.0.113.31").get("/api/products")).status_code == 200
+    await asyncio.sleep(1.2)
+    assert (await client.get("/api/products")).status_code == 200

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bastion.security.asgi import ASGIApp, Message, Receive, Scope, Send
 from bastion.security.client_ip import client_ip, rate_key
@@ -34,6 +35,12 @@ FLAGGED_KEY = "bastion.ratelimit.flagged"
 logger = logging.getLogger("bastion.ratelimit")
 
 OnExceeded = Callable[[Scope, str, Hit], Awaitable[None]]
+
+# How much earlier than the store's window end a locally known refusal lapses: the store
+# computed reset_after before its answer travelled back, so without a margin the local
+# note could outlive the window by that trip.
+_OVER_MARGIN = 0.1
+_OVER_ENTRIES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,12 @@ class RateLimitMiddleware:
         self.flag_for = flag_for
         self._key_prefix = f"rl:{config.name}:"
         self._degraded = False
+        # Clients known to be over their budget, until (about) when their window ends.
+        # Windows are fixed and this limit never gives a slot back, so a client over
+        # its budget stays over until the window ends whatever other instances do:
+        # refusing it here is exactly what the store would answer, without the round
+        # trip (under a flood, that trip was most of the cost of a refusal).
+        self._over: dict[str, tuple[float, Hit]] = {}
 
     async def _hit(self, key: str, scope: Scope) -> Hit:
         rate = self.config.rate
@@ -112,6 +125,26 @@ class RateLimitMiddleware:
             scope[FLAGGED_KEY] = hit.flagged
         return hit
 
+    def _known_over(self, key: str) -> Hit | None:
+        over = self._over.get(key)
+        if over is None:
+            return None
+        left = over[0] - time.monotonic()
+        if left <= 0:
+            del self._over[key]
+            return None
+        return replace(over[1], reset_after=left + _OVER_MARGIN)
+
+    def _note_over(self, key: str, hit: Hit) -> None:
+        if hit.reset_after <= _OVER_MARGIN:
+            return
+        if len(self._over) >= _OVER_ENTRIES:
+            now = time.monotonic()
+            self._over = {k: v for k, v in self._over.items() if v[0] > now}
+            if len(self._over) >= _OVER_ENTRIES:
+                self._over.clear()
+        self._over[key] = (time.monotonic() + hit.reset_after - _OVER_MARGIN, hit)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -120,7 +153,12 @@ class RateLimitMiddleware:
         if not path.startswith(self.config.prefix) or path in self.config.exempt:
             await self.app(scope, receive, send)
             return
-        hit = await self._hit(self._key_prefix + rate_key(client_ip(scope)), scope)
+        key = self._key_prefix + rate_key(client_ip(scope))
+        hit = self._known_over(key)
+        if hit is None:
+            hit = await self._hit(key, scope)
+            if not hit.allowed:
+                self._note_over(key, hit)
         policies: list[tuple[str, Rate, Hit]] = [(self.config.name, self.config.rate, hit)]
         if not hit.allowed:
             if self.on_exceeded is not None:
