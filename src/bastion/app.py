@@ -25,6 +25,7 @@ from bastion.api.deps import Services, revoked_flag
 from bastion.api.errors import install_error_handlers
 from bastion.api.graphql import router as graphql_router
 from bastion.api.openapi import install_openapi
+from bastion.api.page_cache import CachedPages
 from bastion.api.routes import admin, auth, catalogue, health, orders, users
 from bastion.api.sessions import revocation_sync
 from bastion.config import Settings, load_settings
@@ -248,7 +249,8 @@ def create_app(settings: Settings | None = None) -> BastionApp:
             reason += f"; {earlier} more refused in the client's previous window"
         services.events.emit("ratelimit.exceeded", scope, reason=reason)
 
-    asgi: Any = JsonOnlyMiddleware(api)
+    asgi: Any = CachedPages(api, services.catalogue_pages, "/api/products")
+    asgi = JsonOnlyMiddleware(asgi)
     asgi = BodyLimitMiddleware(asgi, BodyLimitConfig(settings.max_body_bytes))
     asgi = RateLimitMiddleware(
         asgi,
