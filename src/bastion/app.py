@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -97,9 +99,6 @@ def _secret_list(current: Any, previous: Any) -> list[Secret]:
 
 
 def build_services(settings: Settings, writer: EventWriter) -> Services:
-    import hashlib
-    import hmac
-
     store = open_store(settings.redis_url)
     access_keys = _secret_list(settings.access_secret, settings.access_secret_previous)
     refresh_keys = _secret_list(settings.refresh_secret, settings.refresh_secret_previous)
@@ -139,9 +138,22 @@ def build_services(settings: Settings, writer: EventWriter) -> Services:
         device=codec("device", [device_key], 180 * 86400),
         events=SecurityEventLog(sink=writer),
         guard=AttemptGuard(
-            store, GuardConfig(per_ip=settings.rate_limit_auth, per_account=settings.lockout)
+            store,
+            GuardConfig(
+                per_ip=settings.rate_limit_auth,
+                per_account=settings.lockout,
+                key=_guard_key(settings),
+            ),
         ),
     )
+
+
+def _guard_key(settings: Settings) -> bytes:
+    """The key of the guard's account digests: derived from the access secret, which
+    every instance sharing the store has (rotating it starts lockout counts afresh)."""
+    secret: Any = settings.access_secret  # load_settings fills it in, or refuses to start
+    label = b"bastion guard account keys"
+    return hmac.new(secret.get_secret_value().encode(), label, hashlib.sha256).digest()
 
 
 def _route_template(api: FastAPI) -> Any:

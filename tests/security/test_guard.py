@@ -5,8 +5,12 @@ spoil (successes never count, a success resets, a refusal costs no hash)."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
+
 import httpx
 
+from bastion.security.guard import AttemptGuard
 from tests.conftest import PASSWORD, Client, Clients, StartApp
 from tests.security.conftest import WRONG, GatedArgon, install_hasher
 
@@ -111,3 +115,20 @@ async def test_the_device_cookie_is_signed_http_only_and_scoped_to_auth(
     assert claims["typ"] == "device"
     assert claims["sub"] == user["id"]
     assert user["email"] not in token
+
+
+async def test_a_dump_of_the_store_names_no_account_a_guess_could_recompute(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: copies the store (a Redis dump) and hashes guessed emails to see which
+    ones were attacked or locked. Defence: account keys are a digest keyed with a
+    secret of the deployment."""
+    app = await start_guarded(lockout="5/15minutes")
+    assert (await login(clients(app, ip(1)), "victim@example.com")).status_code == 401
+    guard = app.services.guard
+    key = guard.account_key("victim@example.com")
+    assert (await guard.store.peek(key, limit=5)).count == 1  # the failure is counted there
+    unkeyed = hashlib.blake2s(b"victim@example.com", digest_size=16).hexdigest()
+    assert unkeyed not in key
+    elsewhere = AttemptGuard(guard.store, replace(guard.config, key=b"another deployment"))
+    assert elsewhere.account_key("victim@example.com") != key

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from bastion.security.client_ip import rate_key
@@ -36,15 +36,21 @@ Refusal = Literal["auth limit", "account locked", "device locked"]
 @dataclass(frozen=True, slots=True)
 class GuardConfig:
     """``per_ip``: failed attempts per client address (login and register);
-    ``per_account``: failed logins per account, or per device cookie."""
+    ``per_account``: failed logins per account, or per device cookie. ``key`` (up to 32
+    bytes, the same on every instance sharing the store) keys the digest that names
+    accounts in the store: without it, anyone holding a dump of the store could test
+    guessed emails against the key names."""
 
     per_ip: Rate
     per_account: Rate
     name: str = "auth"
+    key: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError("a guard name must be a plain token")
+        if len(self.key) > 32:
+            raise ValueError("the guard key is at most 32 bytes (BLAKE2s)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +73,6 @@ class AttemptRefused(RateLimited):
         self.ip_hit = ip_hit
 
 
-def _digest(value: str) -> str:
-    # Keys never hold an email in clear, so a dump of the store lists no accounts.
-    return hashlib.blake2s(value.encode(), digest_size=16).hexdigest()
-
-
 def _retry_after(hits: list[Hit]) -> int:
     return max(1, math.ceil(max(h.reset_after for h in hits)))
 
@@ -91,13 +92,18 @@ class AttemptGuard:
     def ip_key(self, ip: str) -> str:
         return f"{self._tag}ip:{rate_key(ip)}"
 
+    def _digest(self, value: str) -> str:
+        # Keys never hold an email in clear, and with a key they cannot be recomputed
+        # from a guessed one either: a dump of the store lists no accounts.
+        return hashlib.blake2s(value.encode(), digest_size=16, key=self.config.key).hexdigest()
+
     def account_key(self, account: str) -> str:
         """``account`` is the normalised email (known or not: unknown emails lock out
         the same way, so the lockout tells nobody which accounts exist)."""
-        return f"{self._tag}acct:{_digest(account)}"
+        return f"{self._tag}acct:{self._digest(account)}"
 
     def device_key(self, device: str) -> str:
-        return f"{self._tag}dev:{_digest(device)}"
+        return f"{self._tag}dev:{self._digest(device)}"
 
     async def reserve(
         self, *, ip: str, account: str | None = None, device: str | None = None
