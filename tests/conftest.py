@@ -17,7 +17,7 @@ from asgi_lifespan import LifespanManager
 
 from bastion.app import BastionApp, create_app
 from bastion.config import Settings, load_settings
-from tests.auth.conftest import SECRETS, Device, refresh_cookie_of
+from tests.auth.conftest import SECRETS, Device, record_events, refresh_cookie_of
 from tests.servers import RedisServer
 
 PG_URL = os.environ.get("BASTION_TEST_DATABASE_URL")
@@ -227,17 +227,7 @@ async def production(start_app: Any) -> BastionApp:
 @pytest.fixture
 def events(app: BastionApp) -> list[dict[str, Any]]:
     """Every security event the app emits from now on (the stored sink still gets them)."""
-    recorded: list[dict[str, Any]] = []
-    log = app.services.events
-    downstream = log.sink
-
-    def tee(record: dict[str, Any]) -> None:
-        recorded.append(record)
-        if downstream is not None:
-            downstream(record)
-
-    log.sink = tee
-    return recorded
+    return record_events(app)
 
 
 class CountingDatabase:

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from graphql.language import Lexer, Source, TokenKind
 
@@ -23,13 +24,13 @@ from tests.api.graphql.test_http import QUERY
 from tests.api.graphql.test_limits import DEPTH_3, aliases
 from tests.api.problem import assert_problem
 from tests.api.test_request_errors import LIMIT, _big_order
+from tests.auth.conftest import record_events
 from tests.conftest import PASSWORD, Client, Clients, CountingDatabase, StartApp, client_for
 from tests.security.conftest import (
     WRONG,
     GatedArgon,
     install_hasher,
     ratelimit_fields,
-    record_events,
     wait_until,
 )
 
@@ -355,6 +356,32 @@ async def test_a_query_over_a_limit_touches_nothing_and_is_logged(
 # ---------------------------------------------------------------------- the hasher
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, calls: list[str]) -> None:
+    """Append ``name`` to ``calls`` whenever ``owner``'s async method ``name`` runs
+    (patched on the class: the store and database objects have slots)."""
+    real = getattr(type(owner), name)
+
+    async def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(owner), name, counting)
+
+
+def wrong_logins(
+    app: BastionApp, clients: Clients, count: int, user: str
+) -> list[asyncio.Task[httpx.Response]]:
+    """``count`` wrong-password logins, each from its own address, left running."""
+    return [
+        asyncio.create_task(
+            clients(app, f"192.0.2.{n}").post(
+                "/api/auth/login", json={"email": f"{user}{n}@example.com", "password": WRONG}
+            )
+        )
+        for n in range(count)
+    ]
+
+
 async def test_login_answers_503_with_retry_after_when_the_hasher_is_saturated(
     start_guarded: StartApp, clients: Clients
 ) -> None:
@@ -362,14 +389,7 @@ async def test_login_answers_503_with_retry_after_when_the_hasher_is_saturated(
     app = await start_guarded(rate_limit_auth="10/hour")
     argon = GatedArgon(closed=True)
     hasher = await install_hasher(app, argon, concurrency=1, queue=1)
-    busy = [
-        asyncio.create_task(
-            clients(app, f"192.0.2.{n}").post(
-                "/api/auth/login", json={"email": f"u{n}@example.com", "password": WRONG}
-            )
-        )
-        for n in range(2)
-    ]
+    busy = wrong_logins(app, clients, 2, "u")
     try:
         await wait_until(lambda: hasher.running == 1 and hasher.waiting == 1, "hasher full")
         client = clients(app, "203.0.113.5")
@@ -395,32 +415,14 @@ async def test_while_the_hasher_is_full_a_flood_costs_no_store_or_database_work(
     app = await start_guarded(rate_limit_auth="10/hour")
     argon = GatedArgon(closed=True)
     hasher = await install_hasher(app, argon, concurrency=1, queue=1)
-    busy = [
-        asyncio.create_task(
-            clients(app, f"192.0.2.{n}").post(
-                "/api/auth/login", json={"email": f"u{n}@example.com", "password": WRONG}
-            )
-        )
-        for n in range(2)
-    ]
+    busy = wrong_logins(app, clients, 2, "u")
     spent: list[str] = []
     store, db = app.services.store, app.services.db
-
-    def counting(owner: Any, name: str) -> None:
-        # Patched on the class: the store and database objects have slots.
-        real = getattr(type(owner), name)
-
-        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            spent.append(name)
-            return await real(self, *args, **kwargs)
-
-        monkeypatch.setattr(type(owner), name, wrapper)
-
     try:
         await wait_until(lambda: hasher.running == 1 and hasher.waiting == 1, "hasher full")
         # (The global limit still takes its one round trip per request, as for any route.)
         for owner, name in [(store, "take"), (db, "fetchrow"), (db, "fetch")]:
-            counting(owner, name)
+            count_calls(monkeypatch, owner, name, spent)
         client = clients(app, "203.0.113.6")
         statuses = [
             (await client.post(path, json=body)).status_code
@@ -450,14 +452,7 @@ async def test_a_returning_user_logs_in_while_an_attack_fills_the_hasher(
     assert (await browser.post("/api/auth/login", json=_body(user["email"]))).status_code == 200
     argon = GatedArgon(closed=True)
     hasher = await install_hasher(app, argon, concurrency=1, queue=4)
-    attack = [
-        asyncio.create_task(
-            clients(app, f"192.0.2.{n}").post(
-                "/api/auth/login", json={"email": f"victim{n}@example.com", "password": WRONG}
-            )
-        )
-        for n in range(5)
-    ]
+    attack = wrong_logins(app, clients, 5, "victim")
     try:
         await wait_until(lambda: hasher.running == 1 and hasher.waiting == 4, "attack fills line")
         mine = asyncio.create_task(browser.post("/api/auth/login", json=_body(user["email"])))
@@ -503,13 +498,7 @@ async def test_a_client_over_its_budget_is_refused_without_a_store_round_trip(
     app = await start_guarded(rate_limit_global="2/second")
     store = app.services.store
     calls: list[str] = []
-    real = type(store).hit
-
-    async def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append("hit")
-        return await real(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(store), "hit", counting)
+    count_calls(monkeypatch, store, "hit", calls)
     client = clients(app, "203.0.113.30")
     statuses = [(await client.get("/api/products")).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]

@@ -22,9 +22,9 @@ from bastion.security.headers import SecurityHeadersMiddleware
 from tests.api.graphql.conftest import gql
 from tests.api.graphql.test_modes import INTROSPECTION, INTROSPECTION_IDS
 from tests.api.problem import assert_problem
+from tests.auth.conftest import record_events
 from tests.browser.live_server import live_server
 from tests.conftest import Client, Clients, StartApp, client_for
-from tests.security.conftest import record_events
 from tests.security.test_headers import (
     SCRIPT_NONCE,
     app_sending,

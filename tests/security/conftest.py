@@ -41,21 +41,6 @@ def environ_without_bastion() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
 
 
-def record_events(app: BastionApp) -> list[dict[str, Any]]:
-    """Every security event ``app`` emits from now on (its own sink still gets them)."""
-    recorded: list[dict[str, Any]] = []
-    log = app.services.events
-    downstream = log.sink
-
-    def tee(record: dict[str, Any]) -> None:
-        recorded.append(record)
-        if downstream is not None:
-            downstream(record)
-
-    log.sink = tee
-    return recorded
-
-
 _MEMBER = re.compile(r'^"([a-z]+)";(q|r)=(\d+);(w|t)=(\d+)$')
 
 

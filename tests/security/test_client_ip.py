@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bastion.security.client_ip import ClientIPConfig, rate_key, resolve_client_ip
+from tests.auth.conftest import record_events
 from tests.conftest import Clients, StartApp
-from tests.security.conftest import record_events
 
 PROXIES = ClientIPConfig.from_cidrs(["10.0.0.0/8", "fd00::/8"])
 

@@ -29,8 +29,8 @@ from bastion.security.events import (
     json_formatter,
 )
 from bastion.security.request_id import RequestIdMiddleware
+from tests.auth.conftest import record_events
 from tests.conftest import PASSWORD, Client, client_for
-from tests.security.conftest import record_events
 
 CONTRACT_EVENTS = (
     "auth.login.succeeded",
