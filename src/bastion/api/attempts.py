@@ -18,7 +18,7 @@ from bastion.security.guard import AttemptRefused, Reservation
 from bastion.security.ratelimit import add_policy
 from bastion.store import StoreUnavailable
 
-__all__ = ["give_back", "reserve", "shed_if_saturated", "store_down"]
+__all__ = ["failed", "give_back", "reserve", "shed_if_saturated", "store_down"]
 
 
 def store_down() -> ApiError:
@@ -68,3 +68,21 @@ async def give_back(services: Services, request: Request, reservation: Reservati
     if hit is not None:
         hit = replace(hit, count=max(0, hit.count - 1))
         add_policy(request.scope, "auth", services.guard.config.per_ip, hit)
+
+
+def failed(
+    services: Services,
+    request: Request,
+    reservation: Reservation,
+    *,
+    user_id: str | None,
+    reason: str,
+    device: bool = False,
+) -> None:
+    """A wrong password: ``auth.login.failed``, and ``auth.lockout`` when this failure
+    spent the account's (or the device's) last slot. The slot stays taken."""
+    services.events.emit("auth.login.failed", request.scope, user_id=user_id, reason=reason)
+    hit = reservation.lock_hit
+    if hit is not None and hit.count >= hit.limit:
+        locked = "device locked" if device else "account locked"
+        services.events.emit("auth.lockout", request.scope, user_id=user_id, reason=locked)

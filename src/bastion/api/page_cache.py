@@ -11,6 +11,7 @@ import re
 import time
 from urllib.parse import parse_qsl
 
+from bastion.api.pagination import DEFAULT_LIMIT
 from bastion.security.asgi import ASGIApp, Receive, Scope, Send
 
 __all__ = ["CachedPages", "PageCache", "page_key"]
@@ -46,7 +47,7 @@ class PageCache:
 _LIMIT = re.compile(r"[1-9][0-9]{0,2}")
 
 
-def page_key(query_string: bytes, *, default_limit: int = 20) -> tuple[str | None, int] | None:
+def page_key(query_string: bytes) -> tuple[str | None, int] | None:
     """The cache key of a catalogue query string, or ``None`` when it is anything but
     ``limit`` (in canonical digits) and ``cursor``, each at most once: those requests
     take the full route, which validates them."""
@@ -57,7 +58,7 @@ def page_key(query_string: bytes, *, default_limit: int = 20) -> tuple[str | Non
     limit = params.get("limit")
     if limit is not None and not _LIMIT.fullmatch(limit):
         return None
-    return params.get("cursor"), int(limit) if limit is not None else default_limit
+    return params.get("cursor"), int(limit) if limit is not None else DEFAULT_LIMIT
 
 
 class CachedPages:

@@ -12,8 +12,9 @@ from fastapi import Query
 
 from bastion.api.errors import ApiError
 
-__all__ = ["Cursor", "Limit", "decode_cursor", "encode_cursor"]
+__all__ = ["DEFAULT_LIMIT", "Cursor", "Limit", "decode_cursor", "encode_cursor"]
 
+DEFAULT_LIMIT = 20  # a page when the client names no limit
 Limit = Annotated[int, Query(ge=1, le=100, strict=False)]
 Cursor = Annotated[str | None, Query(max_length=512)]
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

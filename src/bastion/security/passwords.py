@@ -140,9 +140,9 @@ class PasswordHasher:
         if self._running < self.config.concurrency and not self.waiting:
             self._running += 1
             return
+        if self.refuses(trusted=trusted):
+            raise Unavailable("password hasher saturated", retry_after=1)
         if self.waiting >= self.config.queue:
-            if not trusted or not self._untrusted:
-                raise Unavailable("password hasher saturated", retry_after=1)
             shed = self._untrusted.pop()  # the newest untrusted waiter makes room
             if not shed.done():
                 shed.set_exception(Unavailable("shed for a trusted attempt", retry_after=1))

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from bastion.api.deps import AdminUser, Svc
 from bastion.api.errors import ApiError, json_response
-from bastion.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from bastion.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from bastion.api.schemas import AdminUserOut, Page, user_out
 from bastion.db import events, users
 from bastion.store import StoreUnavailable
@@ -26,7 +26,7 @@ def _ts(value: datetime) -> str:
 
 @router.get("/users", response_model=Page[AdminUserOut])
 async def list_users(
-    admin: AdminUser, services: Svc, limit: Limit = 20, cursor: Cursor = None
+    admin: AdminUser, services: Svc, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Response:
     after = decode_cursor(cursor, str)[0] if cursor else None
     rows = await users.list_users(services.db, after=after, limit=limit + 1)
@@ -65,7 +65,7 @@ async def unlock_user(user_id: uuid.UUID, admin: AdminUser, services: Svc) -> Re
 
 @router.get("/security-events")
 async def list_security_events(
-    admin: AdminUser, services: Svc, limit: Limit = 20, cursor: Cursor = None
+    admin: AdminUser, services: Svc, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Response:
     after = decode_cursor(cursor, datetime, str) if cursor else None
     rows = await events.list_events(services.db, after=after, limit=limit + 1)

@@ -135,16 +135,14 @@ async def login(body: LoginRequest, request: Request, services: Svc) -> Response
             row["password_hash"] if row else None, body.password, trusted=device is not None
         )
     except InvalidCredentials as exc:
-        user_id = row["id"] if row else None
-        services.events.emit("auth.login.failed", request.scope, user_id=user_id, reason=exc.reason)
-        hit = reservation.lock_hit
-        if hit is not None and hit.count >= hit.limit:
-            services.events.emit(
-                "auth.lockout",
-                request.scope,
-                user_id=user_id,
-                reason="device locked" if device else "account locked",
-            )
+        attempts.failed(
+            services,
+            request,
+            reservation,
+            user_id=row["id"] if row else None,
+            reason=exc.reason,
+            device=device is not None,
+        )
         raise ApiError(
             401, "The email or password is wrong.", headers={"WWW-Authenticate": "Bearer"}
         ) from None

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from bastion.api.deps import Svc
 from bastion.api.errors import ApiError, json_response
-from bastion.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from bastion.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from bastion.api.schemas import Page, ProductOut, product_out
 from bastion.db import catalogue
 
@@ -22,7 +22,9 @@ router = APIRouter(prefix="/api/products", tags=["catalogue"])
 
 
 @router.get("", response_model=Page[ProductOut])
-async def list_products(services: Svc, limit: Limit = 20, cursor: Cursor = None) -> Response:
+async def list_products(
+    services: Svc, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Response:
     cached = services.catalogue_pages.get((cursor, limit))
     if cached is not None:
         return Response(cached, media_type="application/json")

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from bastion.api.deps import CurrentUser, Svc
 from bastion.api.errors import ApiError, json_response
 from bastion.api.openapi import problem_responses
-from bastion.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from bastion.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from bastion.api.schemas import CreateOrder, OrderOut, Page, order_out
 from bastion.db import orders
 
@@ -98,7 +98,7 @@ async def create_order(
 
 @router.get("", response_model=Page[OrderOut])
 async def list_orders(
-    user: CurrentUser, services: Svc, limit: Limit = 20, cursor: Cursor = None
+    user: CurrentUser, services: Svc, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Response:
     after = decode_cursor(cursor, datetime, str) if cursor else None
     rows = await orders.list_orders(

@@ -49,17 +49,13 @@ async def change_password(
     try:
         await services.hasher.verify(row["password_hash"], body.currentPassword)
     except InvalidCredentials:
-        services.events.emit(
-            "auth.login.failed",
-            request.scope,
+        attempts.failed(
+            services,
+            request,
+            reservation,
             user_id=user.user_id,
             reason="wrong current password on password change",
         )
-        hit = reservation.lock_hit
-        if hit is not None and hit.count >= hit.limit:
-            services.events.emit(
-                "auth.lockout", request.scope, user_id=user.user_id, reason="account locked"
-            )
         raise ApiError(
             400,
             "The current password is wrong.",
