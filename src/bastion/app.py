@@ -3,7 +3,8 @@
 The request path runs outside-in through pure ASGI middleware, then FastAPI::
 
     SecurityHeaders -> RequestId -> ClientIP -> RateLimit(global) -> BodyLimit
-        -> JsonOnly -> FastAPI (routes, dependencies, problem details)
+        -> JsonOnly -> ShedAttempts -> CachedPages -> FastAPI (routes, dependencies,
+        problem details)
 
 FastAPI's own error middleware sits inside the security layer, so even an unexpected
 error leaves with the security headers and a request id.
@@ -30,6 +31,7 @@ from bastion.api.openapi import install_openapi
 from bastion.api.page_cache import CachedPages
 from bastion.api.routes import admin, auth, catalogue, health, orders, users
 from bastion.api.sessions import revocation_sync
+from bastion.api.shedding import ShedAttempts
 from bastion.config import Settings, load_settings
 from bastion.db import DatabaseUnavailable, open_database
 from bastion.db import events as event_rows
@@ -262,6 +264,12 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         services.events.emit("ratelimit.exceeded", scope, reason=reason)
 
     asgi: Any = CachedPages(api, services.catalogue_pages, "/api/products")
+    asgi = ShedAttempts(
+        asgi,
+        services,
+        paths=frozenset({"/api/auth/login", "/api/auth/register"}),
+        cookie=auth.DEVICE_COOKIE,
+    )
     asgi = JsonOnlyMiddleware(asgi)
     asgi = BodyLimitMiddleware(asgi, BodyLimitConfig(settings.max_body_bytes))
     asgi = RateLimitMiddleware(

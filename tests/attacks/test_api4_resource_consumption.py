@@ -442,27 +442,147 @@ async def test_while_the_hasher_is_full_a_flood_costs_no_store_or_database_work(
     assert [t.status_code for t in await asyncio.gather(*busy)] == [401, 401]
 
 
+async def test_attempts_let_in_at_once_never_overfill_the_hasher_line(
+    start_guarded: StartApp, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attacker: sends a burst of guesses at one instant, so that all of them pass the
+    "is the line full?" check before any has done its store and database work and
+    joined the line. Defence: the place is taken at that check: exactly as many attempts
+    as the hasher holds (one slot and a line of two) cost a reservation; the rest are
+    refused with no store work at all."""
+    app = await start_guarded(rate_limit_auth="10/hour")
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=2)
+    reserved: list[str] = []
+    count_calls(monkeypatch, app.services.store, "take", reserved)
+    burst = wrong_logins(app, clients, 12, "burst")
+    try:
+        await wait_until(lambda: sum(t.done() for t in burst) == 9, "the rest refused")
+        assert hasher.running + hasher.waiting == 3
+    finally:
+        argon.gate.set()
+    assert Counter(t.status_code for t in await asyncio.gather(*burst)) == {401: 3, 503: 9}
+    assert len(reserved) == 3
+
+
+async def test_a_shed_login_is_refused_before_the_framework_reads_it(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: floods login while the hasher is full, with bodies the framework would
+    have to read, parse and validate before the route could refuse them. Defence: with
+    no validly signed device cookie, the refusal comes from the request line and
+    headers: even a body that is not valid JSON gets the 503 (not a 400), carrying the
+    global limit's fields and the security headers like any answer."""
+    app = await start_guarded(rate_limit_auth="10/hour")
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=1)
+    busy = wrong_logins(app, clients, 2, "u")
+    client = clients(app, "203.0.113.9")
+    forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    try:
+        await wait_until(lambda: hasher.running == 1 and hasher.waiting == 1, "hasher full")
+        answers = [
+            await client.post(
+                "/api/auth/login",
+                content=b"{not json",
+                headers={"content-type": "application/json", **headers},
+            )
+            for headers in ({}, {"cookie": f"__Secure-deviceToken={forged}"})
+        ]
+    finally:
+        argon.gate.set()
+    for r in answers:
+        problem = assert_problem(r, 503)
+        assert problem["detail"] == "The request cannot be served."
+        assert r.headers["retry-after"] == "1"
+        assert ratelimit_fields(r.headers)["global"]["r"] >= 0
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-request-id"]
+    await asyncio.gather(*busy)
+
+
+async def test_a_device_cookie_for_another_account_is_shed_by_the_route(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: logs in to an account of their own and sends its (validly signed)
+    device cookie with guesses at other accounts, to get past the early refusal.
+    Defence: the route binds the cookie to the account the body names: the guess is
+    untrusted there, and refused the same way, before any store or database work."""
+    app = await start_guarded(rate_limit_auth="10/hour")
+    attacker = clients(app, "203.0.113.10")
+    own = await attacker.register()
+    assert (await attacker.post("/api/auth/login", json=_body(own["email"]))).status_code == 200
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=1)
+    busy = wrong_logins(app, clients, 2, "u")
+    guard = app.services.guard
+    try:
+        await wait_until(lambda: hasher.running == 1 and hasher.waiting == 1, "hasher full")
+        r = await attacker.post(
+            "/api/auth/login", json={"email": "victim@example.com", "password": WRONG}
+        )
+    finally:
+        argon.gate.set()
+    assert_problem(r, 503)
+    assert r.headers["retry-after"] == "1"
+    assert (await guard.store.peek(guard.ip_key("203.0.113.10"), limit=10)).count == 0
+    await asyncio.gather(*busy)
+
+
 async def test_a_returning_user_logs_in_while_an_attack_fills_the_hasher(
     start_guarded: StartApp, clients: Clients
 ) -> None:
-    """Attacker: fills the hasher's line. Defence: a known device jumps it; an attacker is shed."""
+    """Attacker: fills the hasher's slots and line with guesses that never finish.
+    Defence: a known device has slots of its own: it logs in while every guess is still
+    hashing, and a stranger is refused at once."""
     app = await start_guarded()
     browser = clients(app, "203.0.113.5")
     user = await browser.register()
     assert (await browser.post("/api/auth/login", json=_body(user["email"]))).status_code == 200
-    argon = GatedArgon(closed=True)
+    argon = GatedArgon(closed=True, ungated=frozenset({PASSWORD}))
     hasher = await install_hasher(app, argon, concurrency=1, queue=4)
     attack = wrong_logins(app, clients, 5, "victim")
     try:
         await wait_until(lambda: hasher.running == 1 and hasher.waiting == 4, "attack fills line")
-        mine = asyncio.create_task(browser.post("/api/auth/login", json=_body(user["email"])))
-        # An attacker's waiting attempt is shed at once to make room for the returning user.
+        stranger = clients(app, "203.0.113.6")
+        r = await stranger.post("/api/auth/login", json=_body(user["email"]))
+        assert r.status_code == 503
+        assert (await browser.post("/api/auth/login", json=_body(user["email"]))).status_code == 200
+        assert not any(t.done() for t in attack)
+    finally:
+        argon.gate.set()
+    statuses = Counter(t.status_code for t in await asyncio.gather(*attack))
+    assert statuses == {401: 5}
+
+
+async def test_a_trusted_arrival_on_a_full_line_sheds_an_attacker_waiting_in_it(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: fills every slot and the whole line, returning users' slots included.
+    Defence: a known device still gets a place: the newest guess waiting is shed."""
+    app = await start_guarded()
+    browsers = [clients(app, f"203.0.113.{n}") for n in (7, 8)]
+    users = [await b.register() for b in browsers]
+    for b, u in zip(browsers, users, strict=True):
+        assert (await b.post("/api/auth/login", json=_body(u["email"]))).status_code == 200
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=3)
+    attack = wrong_logins(app, clients, 4, "victim")
+    try:
+        await wait_until(lambda: hasher.running == 1 and hasher.waiting == 3, "attack fills line")
+        first = asyncio.create_task(
+            browsers[0].post("/api/auth/login", json=_body(users[0]["email"]))
+        )
+        await wait_until(lambda: hasher.running == 2, "the returning user's hash runs")
+        second = asyncio.create_task(
+            browsers[1].post("/api/auth/login", json=_body(users[1]["email"]))
+        )
         await wait_until(lambda: any(t.done() for t in attack), "an attacker shed")
     finally:
         argon.gate.set()
-    assert (await mine).status_code == 200
+    assert [(await first).status_code, (await second).status_code] == [200, 200]
     statuses = Counter(t.status_code for t in await asyncio.gather(*attack))
-    assert statuses == {401: 4, 503: 1}
+    assert statuses == {401: 3, 503: 1}
 
 
 def _body(email: str) -> dict[str, str]:

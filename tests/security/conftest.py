@@ -64,8 +64,9 @@ class GatedArgon:
     """argon2's interface over a real (cheap) hasher, whose ``verify`` counts its calls
     and, while ``gate`` is closed, waits for it: the test decides when hashes finish."""
 
-    def __init__(self, *, closed: bool = False) -> None:
+    def __init__(self, *, closed: bool = False, ungated: frozenset[str] = frozenset()) -> None:
         self.inner = argon2.PasswordHasher(memory_cost=1024, time_cost=1, parallelism=1)
+        self.ungated = ungated  # passwords whose checks never wait for the gate
         self.gate = threading.Event()
         if not closed:
             self.gate.set()
@@ -78,7 +79,7 @@ class GatedArgon:
     def verify(self, hash: str, password: str) -> bool:
         with self._lock:
             self.verifies += 1
-        if not self.gate.wait(timeout=30):
+        if password not in self.ungated and not self.gate.wait(timeout=30):
             raise RuntimeError("the test never opened the gate")
         return self.inner.verify(hash, password)
 

@@ -5,6 +5,7 @@ that fill it over HTTP are in tests/attacks/test_api4_resource_consumption.py.""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from argon2.exceptions import VerifyMismatchError
 
 from bastion.security.exceptions import InvalidCredentials, Unavailable
-from bastion.security.passwords import HasherConfig, PasswordHasher
+from bastion.security.passwords import BACKGROUND_NICE, HasherConfig, PasswordHasher
 from tests.conftest import PASSWORD
 from tests.security.conftest import wait_until
 
@@ -100,28 +101,32 @@ async def test_past_concurrency_and_queue_an_attempt_is_refused_at_once(
     assert await asyncio.gather(*tasks) == [False] * 5  # each verified (no rehash needed)
 
 
-async def test_trusted_attempts_go_ahead_of_queued_untrusted_ones(
+async def test_a_trusted_attempt_never_waits_for_untrusted_hashes(
     argon: SlowArgon, make_hasher: Any
 ) -> None:
+    """Untrusted hashes fill every slot and the line; a returning user's check starts at
+    once on a slot of its own class, and the next trusted one waits only for it."""
     hasher = make_hasher(concurrency=1, queue=10)
     first = verify(hasher, "running")
     await wait_until(lambda: argon.active == 1, "first hash running")
     untrusted = [verify(hasher, f"u{i}") for i in range(3)]
     await wait_until(lambda: hasher.waiting == 3, "3 untrusted waiting")
     trusted = [verify(hasher, f"t{i}", trusted=True) for i in range(2)]
-    await wait_until(lambda: hasher.waiting == 5, "5 waiting")
+    await wait_until(lambda: argon.active == 2 and hasher.waiting == 4, "t0 runs beside")
+    assert argon.started == ["running", "t0"]
     for _ in range(6):
         argon.release.release()
     await asyncio.gather(first, *untrusted, *trusted)
-    assert argon.started == ["running", "t0", "t1", "u0", "u1", "u2"]
+    assert argon.peak == 2  # one slot of each class, never more
+    assert argon.started[2:].index("u0") < argon.started[2:].index("u1")
 
 
 async def test_a_trusted_arrival_on_a_full_line_sheds_the_newest_untrusted_waiter(
     argon: SlowArgon, make_hasher: Any
 ) -> None:
     hasher = make_hasher(concurrency=1, queue=3)
-    first = verify(hasher, "running")
-    await wait_until(lambda: argon.active == 1, "first hash running")
+    running = [verify(hasher, "running"), verify(hasher, "t-running", trusted=True)]
+    await wait_until(lambda: argon.active == 2, "a hash of each class running")
     untrusted = [verify(hasher, f"u{i}") for i in range(3)]
     await wait_until(lambda: hasher.waiting == 3, "line full")
     # An untrusted arrival on the full line is refused; a trusted one takes a place.
@@ -130,10 +135,61 @@ async def test_a_trusted_arrival_on_a_full_line_sheds_the_newest_untrusted_waite
     returning = verify(hasher, "returning", trusted=True)
     with pytest.raises(Unavailable):
         await untrusted[2]
-    for _ in range(4):
+    for _ in range(5):
         argon.release.release()
-    await asyncio.gather(first, untrusted[0], untrusted[1], returning)
-    assert argon.started == ["running", "returning", "u0", "u1"]
+    await asyncio.gather(*running, untrusted[0], untrusted[1], returning)
+    assert sorted(argon.started[2:]) == ["returning", "u0", "u1"]
+
+
+async def test_places_are_taken_at_admission_not_when_the_hash_is_due(
+    argon: SlowArgon, make_hasher: Any
+) -> None:
+    """Attempts admitted while they still do their store and database work hold their
+    places: the line is full before any of them has started a hash."""
+    hasher = make_hasher(concurrency=1, queue=2)
+    places = [hasher.admit() for _ in range(3)]  # the free slot and two places
+    assert hasher.running == 0
+    assert hasher.waiting == 3
+    assert hasher.refuses()
+    with pytest.raises(Unavailable):
+        hasher.admit()
+    places[0].leave()  # that attempt ended (refused by a limit, say) without a hash
+    assert not hasher.refuses()
+    with places[1] as place:
+        job = asyncio.create_task(hasher.verify("fake$a", "a", place=place))
+        await wait_until(lambda: argon.active == 1, "its job runs")
+    argon.release.release()
+    assert await job is False
+    places[2].leave()
+    assert hasher.running == 0
+    assert hasher.waiting == 0
+
+
+class PriorityArgon(SlowArgon):
+    """Records the nice value of the thread each check runs on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nice: dict[str, int] = {}
+
+    def verify(self, hash: str, password: str) -> bool:
+        self.nice[password] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return hash == f"fake${password}"
+
+
+async def test_untrusted_hashes_run_at_a_lower_cpu_priority() -> None:
+    """Attacker: floods untrusted guesses so that their hashes take half the core from
+    the event loop and from a returning user's hash. Defence: untrusted hashing threads
+    run at BACKGROUND_NICE; trusted ones at the process's own priority."""
+    argon = PriorityArgon()
+    hasher = PasswordHasher(HasherConfig(concurrency=1, queue=1), argon=argon)
+    try:
+        await hasher.verify("fake$guess", "guess")
+        await hasher.verify("fake$returning", "returning", trusted=True)
+    finally:
+        hasher.close()
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert argon.nice == {"guess": min(own + BACKGROUND_NICE, 19), "returning": own}
 
 
 async def test_a_full_line_of_trusted_waiters_refuses_even_trusted_arrivals(

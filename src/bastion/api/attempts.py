@@ -13,12 +13,12 @@ from bastion.api.deps import Services
 from bastion.api.errors import ApiError
 from bastion.security.client_ip import client_ip
 from bastion.security.events import EventName
-from bastion.security.exceptions import Unavailable
 from bastion.security.guard import AttemptRefused, Reservation
+from bastion.security.passwords import Place
 from bastion.security.ratelimit import add_policy
 from bastion.store import StoreUnavailable
 
-__all__ = ["failed", "give_back", "reserve", "shed_if_saturated", "store_down"]
+__all__ = ["admit", "failed", "give_back", "reserve", "store_down"]
 
 
 def store_down() -> ApiError:
@@ -27,12 +27,13 @@ def store_down() -> ApiError:
     )
 
 
-def shed_if_saturated(services: Services, *, trusted: bool) -> None:
-    """503 at once when the hasher would refuse this attempt anyway: before the store
-    round trip and the database lookup, which under a flood cost more than the refusal
-    (a refused attempt is not an attempt: it counts toward no limit)."""
-    if services.hasher.refuses(trusted=trusted):
-        raise Unavailable("password hasher saturated", retry_after=1)
+def admit(services: Services, *, trusted: bool) -> Place:
+    """The attempt's place in the hasher's line, or 503 at once when the line is full:
+    before the store round trip and the database lookup, which under a flood cost more
+    than the refusal (a refused attempt is not an attempt: it counts toward no limit).
+    Taken now, not when the hash is due, so that the attempts admitted while this one
+    does that work cannot overfill the line."""
+    return services.hasher.admit(trusted=trusted)
 
 
 async def reserve(

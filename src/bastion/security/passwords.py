@@ -1,15 +1,19 @@
 """Password policy and Argon2id hashing that never blocks the event loop.
 
-Hashing runs in a small thread pool (argon2-cffi releases the GIL), at most
-``concurrency`` at a time with at most ``queue`` more waiting. Past that,
-:meth:`PasswordHasher.verify` raises :class:`Unavailable` at once instead of piling up
+Hashing runs in small thread pools (argon2-cffi releases the GIL), at most
+``concurrency`` at a time for each class of attempt (trusted, untrusted) with at most
+``queue`` more holding a place in line. Past that, :meth:`PasswordHasher.admit` and
+:meth:`PasswordHasher.verify` raise :class:`Unavailable` at once instead of piling up
 work an attacker has sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
+import threading
 import unicodedata
 from collections import deque
 from collections.abc import Callable
@@ -23,10 +27,22 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from bastion.security.exceptions import InvalidCredentials, Unavailable
 
-__all__ = ["Argon", "HasherConfig", "PasswordHasher", "password_problems"]
+__all__ = [
+    "BACKGROUND_NICE",
+    "RETRY_AFTER",
+    "Argon",
+    "HasherConfig",
+    "PasswordHasher",
+    "Place",
+    "password_problems",
+]
 
 T = TypeVar("T")
 MIN_LENGTH = 12
+RETRY_AFTER = 1  # seconds, on a refusal: a place in line frees up within a hash or two
+# The nice value of untrusted hashing threads: against a busy event loop (nice 0) they
+# get about a tenth of a core, and all of whatever the service leaves idle.
+BACKGROUND_NICE = 10
 MAX_LENGTH = 128
 
 
@@ -89,16 +105,59 @@ class Argon(Protocol):
     def check_needs_rehash(self, hash: str) -> bool: ...
 
 
+class Place:
+    """A place in the hasher's line, held from the moment an attempt is admitted until
+    its job starts (or the attempt ends without one: :meth:`leave`, or ``with``).
+
+    An attempt does store and database work before it has anything to hash. Were it to
+    join the line only then, every attempt admitted during those round trips would find
+    the line full when it got there, having cost them already; a place taken at
+    admission keeps the bound exact from the start."""
+
+    __slots__ = ("_hasher", "evicted", "started", "trusted", "waiter")
+
+    def __init__(self, hasher: PasswordHasher, trusted: bool) -> None:
+        self._hasher = hasher
+        self.trusted = trusted
+        self.waiter: asyncio.Future[None] | None = None  # set once its job is ready
+        self.evicted = False  # shed to make room for a trusted attempt
+        self.started = False
+
+    def leave(self) -> None:
+        """Give the place up (nothing when its job has started or it was shed)."""
+        self._hasher._leave(self)
+
+    def __enter__(self) -> Place:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.leave()
+
+
+def _lower_priority() -> None:
+    """Run this (pool) thread :data:`BACKGROUND_NICE` steps below the process: Linux
+    schedules threads by their own nice value, and raising it needs no privilege.
+    Elsewhere, nothing changes."""
+    with contextlib.suppress(AttributeError, OSError):
+        thread = threading.get_native_id()
+        own = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(own + BACKGROUND_NICE, 19))
+
+
 class PasswordHasher:
     """Argon2id with bounded concurrency; :meth:`verify` raises, never returns False.
 
-    At most ``concurrency`` hashes run at once, each on a thread of its own, and at most
-    ``queue`` more wait; past that, :class:`Unavailable` is raised at once. The waiting
-    line is not first come, first served: ``trusted`` attempts (a login that carries a
-    valid device cookie) go ahead of untrusted ones, and when the line is full the
-    newest untrusted waiter is shed (503) to make room for a trusted arrival. A flood
-    of guesses spread over many IPs and accounts therefore delays a returning user by
-    at most the hashes already running.
+    Attempts come in two classes. ``trusted`` ones (a login that carries a valid device
+    cookie) and untrusted ones each run at most ``concurrency`` hashes at once, on
+    threads of their own, and together hold at most ``queue`` places in line
+    (:meth:`admit`) beyond the free slots; past that, :class:`Unavailable` is raised at
+    once. A trusted attempt never waits for an untrusted hash: it has slots of its own,
+    and when the line is full the newest untrusted place is shed (503) to make room for
+    it. Untrusted hashes also run at a lower CPU priority (:data:`BACKGROUND_NICE`):
+    queue order alone cannot stop an untrusted hash that is already running from taking
+    its share of a core away from the event loop and from a returning user's hash. A
+    flood of guesses spread over many IPs and accounts therefore barely delays a
+    returning user, and gets the CPU that serving everyone else leaves idle.
     """
 
     def __init__(
@@ -111,20 +170,27 @@ class PasswordHasher:
             parallelism=config.parallelism,
             type=argon2.Type.ID,
         )
-        self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="argon2")
-        self._running = 0
-        self._trusted: deque[asyncio.Future[None]] = deque()
-        self._untrusted: deque[asyncio.Future[None]] = deque()
+        self._pools = {
+            True: ThreadPoolExecutor(config.concurrency, thread_name_prefix="argon2"),
+            False: ThreadPoolExecutor(
+                config.concurrency,
+                thread_name_prefix="argon2-untrusted",
+                initializer=_lower_priority,
+            ),
+        }
+        self._running = {True: 0, False: 0}
+        self._lines: dict[bool, deque[Place]] = {True: deque(), False: deque()}
         self._dummy: str | None = None
 
     @property
     def running(self) -> int:
-        """Hashes running now (each holds one of ``concurrency`` slots)."""
-        return self._running
+        """Hashes running now (each holds a slot of its class)."""
+        return self._running[True] + self._running[False]
 
     @property
     def waiting(self) -> int:
-        return len(self._trusted) + len(self._untrusted)
+        """Places held in line: admitted attempts whose job has not started."""
+        return len(self._lines[True]) + len(self._lines[False])
 
     def refuses(self, *, trusted: bool = False) -> bool:
         """Whether an attempt arriving now would be refused (:class:`Unavailable`).
@@ -132,85 +198,130 @@ class PasswordHasher:
         Lets a caller refuse before it spends anything else on the attempt (a store
         round trip, a database lookup): under a flood that saturates the pool, those
         cost more CPU than the refusal itself and slow down the attempts let through."""
-        if self._running < self.config.concurrency and not self.waiting:
+        if self.waiting < self._room(trusted):
             return False
-        return self.waiting >= self.config.queue and (not trusted or not self._untrusted)
+        return not trusted or not self._lines[False]
 
-    async def _acquire(self, trusted: bool) -> None:
-        if self._running < self.config.concurrency and not self.waiting:
-            self._running += 1
-            return
+    def _room(self, trusted: bool) -> int:
+        """Places the line holds now for an arrival: ``queue``, and one for each free
+        slot of its class."""
+        return self.config.queue + self.config.concurrency - self._running[trusted]
+
+    def admit(self, *, trusted: bool = False) -> Place:
+        """A place in line for one job, or :class:`Unavailable` at once when the line is
+        full (a trusted arrival takes the newest untrusted place instead)."""
         if self.refuses(trusted=trusted):
-            raise Unavailable("password hasher saturated", retry_after=1)
-        if self.waiting >= self.config.queue:
-            shed = self._untrusted.pop()  # the newest untrusted waiter makes room
-            if not shed.done():
-                shed.set_exception(Unavailable("shed for a trusted attempt", retry_after=1))
+            raise Unavailable("password hasher saturated", retry_after=RETRY_AFTER)
+        if self.waiting >= self._room(trusted):
+            shed = self._lines[False].pop()  # the newest untrusted place makes room
+            shed.evicted = True
+            if shed.waiter is not None and not shed.waiter.done():
+                shed.waiter.set_exception(
+                    Unavailable("shed for a trusted attempt", retry_after=RETRY_AFTER)
+                )
+        place = Place(self, trusted)
+        self._lines[trusted].append(place)
+        return place
+
+    def _leave(self, place: Place) -> None:
+        line = self._lines[place.trusted]
+        if not place.started and not place.evicted and place in line:
+            line.remove(place)
+
+    async def _start(self, place: Place) -> None:
+        """Wait for a slot of its class to run ``place``'s job in."""
+        if place.evicted:
+            raise Unavailable("shed for a trusted attempt", retry_after=RETRY_AFTER)
+        if place.started:
+            raise RuntimeError("a place holds one job")
+        if self._running[place.trusted] < self.config.concurrency:
+            # A free slot means nobody ready is waiting for one (a release hands its
+            # slot to the first ready place of the class): run now.
+            self._leave(place)
+            place.started = True
+            self._running[place.trusted] += 1
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        line = self._trusted if trusted else self._untrusted
-        line.append(future)
+        place.waiter = future
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self._release()  # the slot was handed over just as we were cancelled
-            elif future in line:
-                line.remove(future)
+                self._release(place.trusted)  # handed the slot just as it was cancelled
+            else:
+                self._leave(place)
             raise
 
-    def _release(self) -> None:
-        for line in (self._trusted, self._untrusted):
-            while line:
-                future = line.popleft()
-                if not future.done():
-                    future.set_result(None)  # the slot passes straight to this waiter
-                    return
-        self._running -= 1
+    def _release(self, trusted: bool) -> None:
+        line = self._lines[trusted]
+        for place in line:
+            if place.waiter is not None and not place.waiter.done():
+                line.remove(place)
+                place.started = True
+                place.waiter.set_result(None)  # the slot passes straight to it
+                return
+        self._running[trusted] -= 1
 
-    def _finished(self, future: asyncio.Future[Any]) -> None:
-        self._release()
-        if not future.cancelled():
-            future.exception()  # retrieved here if the caller went away
-
-    async def _run(self, fn: Callable[..., T], *args: str, trusted: bool = False) -> T:
-        await self._acquire(trusted)
+    async def _run(
+        self, fn: Callable[..., T], *args: str, trusted: bool = False, place: Place | None = None
+    ) -> T:
+        with place or self.admit(trusted=trusted) as held:
+            await self._start(held)
         try:
-            job = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            job = asyncio.get_running_loop().run_in_executor(self._pools[held.trusted], fn, *args)
         except BaseException:
-            self._release()
+            self._release(held.trusted)
             raise
+
+        def finished(future: asyncio.Future[Any]) -> None:
+            self._release(held.trusted)
+            if not future.cancelled():
+                future.exception()  # retrieved here if the caller went away
+
         # The slot is held until the thread is done, even if the caller is cancelled:
         # otherwise cancelled callers would let more hashes run than there are slots.
-        job.add_done_callback(self._finished)
+        job.add_done_callback(finished)
         return await asyncio.shield(job)
 
     async def hash(self, password: str) -> str:
         return await self._run(self._argon.hash, normalise_password(password))
 
-    async def problems(self, password: str, *, context: tuple[str, ...] = ()) -> list[str]:
+    async def problems(
+        self, password: str, *, context: tuple[str, ...] = (), place: Place | None = None
+    ) -> list[str]:
         """:func:`password_problems`, in the pool like a hash: zxcvbn is pure Python and
         takes up to ~90 ms on a long password, which would stall the event loop. Raises
         :class:`Unavailable` when the pool is saturated, like a hash."""
         if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+            if place is not None:
+                place.leave()
             return password_problems(password)  # length alone: nothing to compute
-        return await self._run(partial(password_problems, context=context), password)
+        return await self._run(partial(password_problems, context=context), password, place=place)
 
     async def verify(
-        self, stored_hash: str | None, password: str, *, trusted: bool = False
+        self,
+        stored_hash: str | None,
+        password: str,
+        *,
+        trusted: bool = False,
+        place: Place | None = None,
     ) -> bool:
         """Raise :class:`InvalidCredentials` unless ``password`` matches, or
         :class:`Unavailable` when the hasher is saturated.
 
         ``stored_hash=None`` (an unknown account) verifies against a dummy hash, so the
         answer takes the same time. Returns whether the hash should be upgraded to the
-        current parameters.
+        current parameters. ``place``: the one :meth:`admit` gave this attempt (else
+        it takes one now).
         """
         if stored_hash is None:
             stored_hash = await self._dummy_hash()
-            await self._run(self._check, stored_hash, normalise_password(password), trusted=trusted)
+            await self._run(
+                self._check, stored_hash, normalise_password(password), trusted=trusted, place=place
+            )
             raise InvalidCredentials("unknown account")
         ok = await self._run(
-            self._check, stored_hash, normalise_password(password), trusted=trusted
+            self._check, stored_hash, normalise_password(password), trusted=trusted, place=place
         )
         if not ok:
             raise InvalidCredentials("wrong password")
@@ -232,4 +343,5 @@ class PasswordHasher:
         await self._dummy_hash()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
@@ -31,6 +34,8 @@ from bastion.security.exceptions import InvalidCredentials, InvalidToken
 from bastion.store import StoreUnavailable
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+T = TypeVar("T")
 
 REFRESH_COOKIE = "__Secure-refreshToken"
 DEVICE_COOKIE = "__Secure-deviceToken"
@@ -69,13 +74,15 @@ def _tokens(services: Services, access: str, refresh: str) -> Response:
 async def register(body: RegisterRequest, request: Request, services: Svc) -> Response:
     # A weak password or a taken email is a failed attempt and keeps its slot (it also
     # bounds how fast anyone can probe which emails are registered).
-    attempts.shed_if_saturated(services, trusted=False)
-    reservation = await attempts.reserve(services, request, account=None, device=None)
-    try:
-        problems = await services.hasher.problems(body.password, context=(body.email, body.name))
-    except Exception:
-        await attempts.give_back(services, request, reservation)  # not judged
-        raise
+    with attempts.admit(services, trusted=False) as place:
+        reservation = await attempts.reserve(services, request, account=None, device=None)
+        try:
+            problems = await services.hasher.problems(
+                body.password, context=(body.email, body.name), place=place
+            )
+        except Exception:
+            await attempts.give_back(services, request, reservation)  # not judged
+            raise
     if problems:
         services.events.emit("input.rejected", request.scope, reason="weak password")
         raise ApiError(
@@ -108,6 +115,15 @@ async def register(body: RegisterRequest, request: Request, services: Svc) -> Re
     return json_response(user_out(row), status=201, headers={"Location": "/api/users/me"})
 
 
+def _background(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """``work`` started now, to run beside what the caller awaits next. Whatever it
+    raises is marked retrieved, so a task the caller abandons (its request failed
+    first) logs no "exception was never retrieved"."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return task
+
+
 def _device_for(services: Services, request: Request, email: str) -> str | None:
     """The device id of a valid device cookie issued for this account, else None."""
     token = request.cookies.get(DEVICE_COOKIE)
@@ -126,39 +142,51 @@ def _device_for(services: Services, request: Request, email: str) -> str | None:
 async def login(body: LoginRequest, request: Request, services: Svc) -> Response:
     email = normalise_email(body.email)
     device = _device_for(services, request, email)
-    attempts.shed_if_saturated(services, trusted=device is not None)
-    # The limits are settled before any hashing: a refused attempt costs no Argon2.
-    reservation = await attempts.reserve(services, request, account=email, device=device)
-    try:
-        row = await users.get_user_by_email(services.db, email=email)
-        rehash = await services.hasher.verify(
-            row["password_hash"] if row else None, body.password, trusted=device is not None
-        )
-    except InvalidCredentials as exc:
-        attempts.failed(
-            services,
-            request,
-            reservation,
-            user_id=row["id"] if row else None,
-            reason=exc.reason,
-            device=device is not None,
-        )
-        raise ApiError(
-            401, "The email or password is wrong.", headers={"WWW-Authenticate": "Bearer"}
-        ) from None
-    except Exception:
-        # Not judged (hasher saturated, database down): the attempt does not count.
-        await attempts.give_back(services, request, reservation)
-        raise
+    trusted = device is not None
+    with attempts.admit(services, trusted=trusted) as place:
+        # The limits are settled before any hashing: a refused attempt costs no Argon2.
+        # A returning device's account row is read in the same round as its reservation
+        # (reading it judges nothing); an untrusted attempt, what a flood is made of,
+        # reads nothing until its slot is taken.
+        early = _background(users.get_user_by_email(services.db, email=email)) if trusted else None
+        reservation = await attempts.reserve(services, request, account=email, device=device)
+        try:
+            if early is not None:
+                row = await early
+            else:
+                row = await users.get_user_by_email(services.db, email=email)
+            rehash = await services.hasher.verify(
+                row["password_hash"] if row else None, body.password, trusted=trusted, place=place
+            )
+        except InvalidCredentials as exc:
+            attempts.failed(
+                services,
+                request,
+                reservation,
+                user_id=row["id"] if row else None,
+                reason=exc.reason,
+                device=trusted,
+            )
+            raise ApiError(
+                401, "The email or password is wrong.", headers={"WWW-Authenticate": "Bearer"}
+            ) from None
+        except Exception:
+            # Not judged (hasher saturated, database down): the attempt does not count.
+            await attempts.give_back(services, request, reservation)
+            raise
     if row is None:  # unreachable: verify() raises for unknown accounts
         raise ApiError(401, "The email or password is wrong.")
-    await attempts.give_back(services, request, reservation)
-    if rehash:
-        new_hash = await services.hasher.hash(body.password)
-        await users.update_password_hash(
-            services.db, user_id=row["id"], password_hash=new_hash, now=None
-        )
-    access, refresh, _ = await services_start(services, request, row["id"])
+    # The slot goes back while the session is written: one round, not two.
+    given_back = _background(attempts.give_back(services, request, reservation))
+    try:
+        if rehash:
+            new_hash = await services.hasher.hash(body.password)
+            await users.update_password_hash(
+                services.db, user_id=row["id"], password_hash=new_hash, now=None
+            )
+        access, refresh, _ = await services_start(services, request, row["id"])
+    finally:
+        await given_back
     services.events.emit("auth.login.succeeded", request.scope, user_id=row["id"])
     response = _tokens(services, access, refresh)
     # The device cookie: this browser has signed in to this account before, so the

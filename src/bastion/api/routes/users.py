@@ -45,26 +45,27 @@ async def change_password(
     # budget and the account's lockout, reserved before any hashing or strength check,
     # so a stolen access token cannot be used to guess the password behind it (and take
     # the account over), nor make the server do costly work past the limits.
-    reservation = await attempts.reserve(services, request, account=row["email"], device=None)
-    try:
-        await services.hasher.verify(row["password_hash"], body.currentPassword)
-    except InvalidCredentials:
-        attempts.failed(
-            services,
-            request,
-            reservation,
-            user_id=user.user_id,
-            reason="wrong current password on password change",
-        )
-        raise ApiError(
-            400,
-            "The current password is wrong.",
-            errors=[{"pointer": "#/currentPassword", "detail": "is wrong"}],
-        ) from None
-    except Exception:
-        # Not judged (hasher saturated, database down): the attempt does not count.
-        await attempts.give_back(services, request, reservation)
-        raise
+    with attempts.admit(services, trusted=False) as place:
+        reservation = await attempts.reserve(services, request, account=row["email"], device=None)
+        try:
+            await services.hasher.verify(row["password_hash"], body.currentPassword, place=place)
+        except InvalidCredentials:
+            attempts.failed(
+                services,
+                request,
+                reservation,
+                user_id=user.user_id,
+                reason="wrong current password on password change",
+            )
+            raise ApiError(
+                400,
+                "The current password is wrong.",
+                errors=[{"pointer": "#/currentPassword", "detail": "is wrong"}],
+            ) from None
+        except Exception:
+            # Not judged (hasher saturated, database down): the attempt does not count.
+            await attempts.give_back(services, request, reservation)
+            raise
     await attempts.give_back(services, request, reservation)
     problems = await services.hasher.problems(body.newPassword, context=(row["email"], row["name"]))
     if problems:
