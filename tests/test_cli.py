@@ -168,3 +168,25 @@ def test_users_create_names_a_bad_field_without_quoting_the_password(tmp_path: P
     assert "--name must not be empty" in said(result)
     assert "the password must be at most 1024 characters" in said(result)
     assert "Sup3r" not in said(result)
+
+
+def test_serve_tunes_the_garbage_collector_in_its_worker(tmp_path: Path) -> None:
+    """``bastion serve`` builds each worker's app with ``create_served_app``: the app's
+    long-lived objects frozen out of collections, young collections far less often."""
+    code = (
+        "import gc; from bastion.app import GC_YOUNG_THRESHOLD, create_served_app; "
+        "before = gc.get_threshold()[0]; create_served_app(); "
+        "print(before, gc.get_threshold()[0] == GC_YOUNG_THRESHOLD, gc.get_freeze_count() > 1000)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["700", "True", "True"]

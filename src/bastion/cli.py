@@ -89,7 +89,7 @@ def serve(
 
     configure_logging()
     uvicorn.run(
-        "bastion.app:create_app",
+        "bastion.app:create_served_app",
         factory=True,
         host=host,
         port=port,
