@@ -293,8 +293,6 @@ class PasswordHasher:
         takes up to ~90 ms on a long password, which would stall the event loop. Raises
         :class:`Unavailable` when the pool is saturated, like a hash."""
         if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
-            if place is not None:
-                place.leave()
             return password_problems(password)  # length alone: nothing to compute
         return await self._run(partial(password_problems, context=context), password, place=place)
 
