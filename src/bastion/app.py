@@ -2,9 +2,9 @@
 
 The request path runs outside-in through pure ASGI middleware, then FastAPI::
 
-    SecurityHeaders -> RequestId -> ClientIP -> RateLimit(global) -> BodyLimit
-        -> JsonOnly -> ShedAttempts -> CachedPages -> FastAPI (routes, dependencies,
-        problem details)
+    MarkReturning -> SecurityHeaders -> RequestId -> ClientIP -> RateLimit(global)
+        -> BodyLimit -> JsonOnly -> ShedAttempts -> CachedPages -> FastAPI (routes,
+        dependencies, problem details)
 
 FastAPI's own error middleware sits inside the security layer, so even an unexpected
 error leaves with the security headers and a request id.
@@ -32,7 +32,7 @@ from bastion.api.openapi import install_openapi
 from bastion.api.page_cache import CachedPages
 from bastion.api.routes import admin, auth, catalogue, health, orders, users
 from bastion.api.sessions import revocation_sync
-from bastion.api.shedding import ShedAttempts
+from bastion.api.shedding import MarkReturning, ShedAttempts
 from bastion.config import Settings, load_settings
 from bastion.db import DatabaseUnavailable, open_database
 from bastion.db import events as event_rows
@@ -287,6 +287,7 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         asgi,
         SecurityHeadersConfig(upgrade_insecure_requests=settings.production),
     )
+    asgi = MarkReturning(asgi, services, path="/api/auth/login", cookie=auth.DEVICE_COOKIE)
     return BastionApp(api, asgi, services)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -583,6 +584,139 @@ async def test_a_trusted_arrival_on_a_full_line_sheds_an_attacker_waiting_in_it(
     assert [(await first).status_code, (await second).status_code] == [200, 200]
     statuses = Counter(t.status_code for t in await asyncio.gather(*attack))
     assert statuses == {401: 3, 503: 1}
+
+
+async def _returning_user_stuck_hashing(
+    app: BastionApp, clients: Clients, argon_gate: threading.Event
+) -> tuple[asyncio.Task[httpx.Response], list[asyncio.Task[httpx.Response]], GatedArgon]:
+    """A returning user's login whose hash waits for ``argon_gate``, started while
+    guesses fill the hasher (one slot, a line of one): returns it, the guesses and the
+    hasher's argon (its ``gate`` holds the guesses)."""
+    browser = clients(app, "203.0.113.20")
+    user = await browser.register()
+    assert (await browser.post("/api/auth/login", json=_body(user["email"]))).status_code == 200
+    argon = GatedArgon(closed=True, gates={PASSWORD: argon_gate})
+    hasher = await install_hasher(app, argon, concurrency=1, queue=1)
+    attack = wrong_logins(app, clients, 2, "victim")
+    await wait_until(lambda: hasher.running == 1 and hasher.waiting == 1, "attack fills line")
+    returning = asyncio.create_task(browser.post("/api/auth/login", json=_body(user["email"])))
+    await wait_until(lambda: hasher.running == 2, "the returning user's hash runs")
+    return returning, attack, argon
+
+
+async def test_refusals_wait_while_a_returning_user_logs_in(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: floods login from a fixed pool of connections, each sending its next
+    guess as soon as the last is refused, so that refusing is all the event loop does
+    and the returning user's login waits behind it at every step. Defence: while a
+    login with a validly signed device cookie is in flight, refusals are held until it
+    is done: the flood's connections wait, the returning user goes first."""
+    app = await start_guarded()
+    own_gate = threading.Event()
+    returning, attack, argon = await _returning_user_stuck_hashing(app, clients, own_gate)
+    state = app.services.returning
+    try:
+        assert state.in_flight == 1
+        stranger = asyncio.create_task(
+            clients(app, "203.0.113.21").post(
+                "/api/auth/login", json={"email": "victim@example.com", "password": WRONG}
+            )
+        )
+        await wait_until(lambda: state.held == 1, "the refusal held")
+        assert not stranger.done()
+        own_gate.set()
+        assert (await returning).status_code == 200
+        r = await stranger
+        assert_problem(r, 503)
+        assert r.headers["retry-after"] == "1"
+        assert ratelimit_fields(r.headers)["global"]["r"] >= 0
+        assert (state.in_flight, state.held) == (0, 0)
+    finally:
+        own_gate.set()
+        argon.gate.set()
+    assert Counter(t.status_code for t in await asyncio.gather(*attack)) == {401: 2}
+
+
+async def test_a_refusal_is_held_no_longer_than_the_hold_maximum(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: keeps a login with a valid device cookie in flight (their own account,
+    on a slow hash) to hold every refusal forever. Defence: a refusal waits at most
+    ``hold_max``; it is sent while that login is still in flight."""
+    app = await start_guarded()
+    own_gate = threading.Event()
+    returning, attack, argon = await _returning_user_stuck_hashing(app, clients, own_gate)
+    state = app.services.returning
+    state.hold_max = 0.2
+    try:
+        r = await clients(app, "203.0.113.22").post(
+            "/api/auth/login", json={"email": "victim@example.com", "password": WRONG}
+        )
+        assert_problem(r, 503)
+        assert not returning.done()
+        assert (state.in_flight, state.held) == (1, 0)
+    finally:
+        own_gate.set()
+        argon.gate.set()
+    assert (await returning).status_code == 200
+    await asyncio.gather(*attack)
+
+
+async def test_refusals_past_the_hold_limit_are_sent_at_once(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: opens ever more connections while refusals are held, so that held
+    answers pile up without bound. Defence: past ``hold_limit`` held at once, a refusal
+    is sent at once."""
+    app = await start_guarded()
+    own_gate = threading.Event()
+    returning, attack, argon = await _returning_user_stuck_hashing(app, clients, own_gate)
+    state = app.services.returning
+    state.hold_limit = 1
+    guess = {"email": "victim@example.com", "password": WRONG}
+    try:
+        first = asyncio.create_task(
+            clients(app, "203.0.113.23").post("/api/auth/login", json=guess)
+        )
+        await wait_until(lambda: state.held == 1, "the first refusal held")
+        second = await clients(app, "203.0.113.24").post("/api/auth/login", json=guess)
+        assert_problem(second, 503)
+        assert not first.done()
+    finally:
+        own_gate.set()
+        argon.gate.set()
+    assert_problem(await first, 503)
+    assert (await returning).status_code == 200
+    await asyncio.gather(*attack)
+
+
+async def test_a_forged_device_cookie_holds_no_refusal(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: sends guesses with a forged device cookie, to pass for a returning user
+    and hold everyone's refusals. Defence: only a validly signed cookie counts; with a
+    forged one in flight, refusals are sent at once."""
+    app = await start_guarded()
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=1)
+    forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    attacker = clients(app, "203.0.113.25")
+    attacker.cookies.set("__Secure-deviceToken", forged)
+    guess = {"email": "victim@example.com", "password": WRONG}
+    attack = [asyncio.create_task(attacker.post("/api/auth/login", json=guess))]
+    await wait_until(lambda: hasher.running == 1, "the forged guess hashes")
+    attack += wrong_logins(app, clients, 1, "victim")
+    state = app.services.returning
+    try:
+        await wait_until(lambda: hasher.waiting == 1, "attack fills line")
+        assert state.in_flight == 0
+        r = await clients(app, "203.0.113.26").post("/api/auth/login", json=guess)
+        assert_problem(r, 503)
+        assert not any(t.done() for t in attack)
+    finally:
+        argon.gate.set()
+    assert Counter(t.status_code for t in await asyncio.gather(*attack)) == {401: 2}
 
 
 def _body(email: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +64,16 @@ class GatedArgon:
     """argon2's interface over a real (cheap) hasher, whose ``verify`` counts its calls
     and, while ``gate`` is closed, waits for it: the test decides when hashes finish."""
 
-    def __init__(self, *, closed: bool = False, ungated: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        *,
+        closed: bool = False,
+        ungated: frozenset[str] = frozenset(),
+        gates: Mapping[str, threading.Event] | None = None,
+    ) -> None:
         self.inner = argon2.PasswordHasher(memory_cost=1024, time_cost=1, parallelism=1)
         self.ungated = ungated  # passwords whose checks never wait for the gate
+        self.gates = dict(gates or {})  # passwords whose checks wait for a gate of their own
         self.gate = threading.Event()
         if not closed:
             self.gate.set()
@@ -79,7 +86,8 @@ class GatedArgon:
     def verify(self, hash: str, password: str) -> bool:
         with self._lock:
             self.verifies += 1
-        if password not in self.ungated and not self.gate.wait(timeout=30):
+        gate = self.gates.get(password, self.gate)
+        if password not in self.ungated and not gate.wait(timeout=30):
             raise RuntimeError("the test never opened the gate")
         return self.inner.verify(hash, password)
 

@@ -10,6 +10,7 @@ import orjson
 from fastapi import Depends, Request
 
 from bastion.api.page_cache import PageCache
+from bastion.api.shedding import ReturningLogins
 from bastion.config import Settings
 from bastion.db import Database
 from bastion.security.events import SecurityEventLog
@@ -67,6 +68,7 @@ class Services:
     catalogue_pages: PageCache = field(default_factory=PageCache)
     verified: VerifiedTokenCache = field(default_factory=VerifiedTokenCache)
     revocations: RevocationState = field(default_factory=RevocationState)
+    returning: ReturningLogins = field(default_factory=ReturningLogins)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,19 +12,126 @@ Here a request is untrusted when it carries no device cookie with a valid signat
 Whether a valid cookie was issued for the account the body names is for the route to
 decide (it has parsed the body), so those requests go on, and the route sheds them
 in the same way when they are not trusted for that account.
+
+Refusing an attempt costs little, but under a flood it is all the event loop does, and
+a returning user's login waits behind it at every step: each of its store and database
+round trips, and its hash, which shares the CPU with the loop. So while a login that
+carries a validly signed device cookie is in flight (:class:`MarkReturning` counts them
+from the moment they arrive), each refusal waits for it to finish, at most
+:data:`HOLD_MAX`, before it is sent. Stuffing tools send from a fixed pool of
+connections and wait for each answer before the next guess; held answers mean fewer
+guesses meanwhile, and the loop and the CPU go to the returning user. Nothing is
+queued: the refusal has been decided, and the client is told to retry after a second
+anyway. At most :data:`HOLD_LIMIT` refusals are held at once; past that they are sent
+at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
 from starlette.requests import cookie_parser
 
-from bastion.api.deps import Services
 from bastion.security.asgi import ASGIApp, Receive, Scope, Send
 from bastion.security.exceptions import InvalidToken
 from bastion.security.passwords import RETRY_AFTER
 from bastion.security.problems import send_problem
 
-__all__ = ["ShedAttempts"]
+if TYPE_CHECKING:
+    from bastion.api.deps import Services
+    from bastion.security.tokens import TokenCodec
+
+__all__ = ["HOLD_LIMIT", "HOLD_MAX", "MarkReturning", "ReturningLogins", "ShedAttempts"]
+
+HOLD_MAX = 0.5  # seconds a refusal waits, at most, for returning users' logins to finish
+HOLD_LIMIT = 1024  # refusals held at once, at most; past it they are sent at once
+
+# Set by MarkReturning on a login it has looked at: whether its device cookie is validly
+# signed (ShedAttempts then need not check the signature again).
+SIGNED_KEY = "bastion.device_signed"
+
+
+class ReturningLogins:
+    """Logins in flight that carry a validly signed device cookie, and the refusals of
+    untrusted attempts held back until none is (at most ``hold_max`` seconds each, at
+    most ``hold_limit`` at once)."""
+
+    __slots__ = ("_idle", "held", "hold_limit", "hold_max", "in_flight")
+
+    def __init__(self, *, hold_max: float = HOLD_MAX, hold_limit: int = HOLD_LIMIT) -> None:
+        self.hold_max = hold_max
+        self.hold_limit = hold_limit
+        self.in_flight = 0
+        self.held = 0
+        self._idle: asyncio.Event | None = None  # set when in_flight drops to 0
+
+    def enter(self) -> None:
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._idle is not None:
+            self._idle.set()
+            self._idle = None
+
+    async def hold(self) -> None:
+        """Return once no returning login is in flight, or after ``hold_max``."""
+        if self.in_flight == 0 or self.held >= self.hold_limit:
+            return
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        idle = self._idle
+        self.held += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.hold_max):
+                    await idle.wait()
+        finally:
+            self.held -= 1
+
+
+def signed_device(scope: Scope, cookie: str, codec: TokenCodec) -> bool:
+    """Whether the request carries cookie ``cookie`` with a signature ``codec`` accepts."""
+    header = b"; ".join(v for k, v in scope["headers"] if k == b"cookie")
+    if cookie.encode() not in header:
+        return False
+    token = cookie_parser(header.decode("latin-1")).get(cookie)
+    if not token:
+        return False
+    try:
+        codec.verify(token)
+    except InvalidToken:
+        return False
+    return True
+
+
+class MarkReturning:
+    """Counts each ``POST`` to ``path`` with a validly signed device cookie in
+    ``services.returning`` while it is in flight. The outermost layer: the count starts
+    before the request's first round trip (the global limit's)."""
+
+    def __init__(self, app: ASGIApp, services: Services, *, path: str, cookie: str) -> None:
+        self.app = app
+        self.services = services
+        self.path = path
+        self.cookie = cookie
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        signed = scope[SIGNED_KEY] = signed_device(scope, self.cookie, self.services.device)
+        if not signed:
+            await self.app(scope, receive, send)
+            return
+        returning = self.services.returning
+        returning.enter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            returning.leave()
 
 
 class ShedAttempts:
@@ -47,6 +154,7 @@ class ShedAttempts:
             and self.services.hasher.refuses(trusted=False)
             and not self._signed_device(scope)
         ):
+            await self.services.returning.hold()
             # The route's own answer to an attempt the hasher refuses (its problem
             # handler for Unavailable): same status, body and Retry-After.
             await send_problem(
@@ -59,14 +167,7 @@ class ShedAttempts:
         await self.app(scope, receive, send)
 
     def _signed_device(self, scope: Scope) -> bool:
-        header = b"; ".join(v for k, v in scope["headers"] if k == b"cookie")
-        if self.cookie.encode() not in header:
-            return False
-        token = cookie_parser(header.decode("latin-1")).get(self.cookie)
-        if not token:
-            return False
-        try:
-            self.services.device.verify(token)
-        except InvalidToken:
-            return False
-        return True
+        known: bool | None = scope.get(SIGNED_KEY)
+        if known is not None:
+            return known
+        return signed_device(scope, self.cookie, self.services.device)
