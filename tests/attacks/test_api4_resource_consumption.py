@@ -13,6 +13,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -34,6 +35,47 @@ from tests.security.conftest import (
     ratelimit_fields,
     wait_until,
 )
+
+# ------------------------------------------------------------------------ log masking
+
+
+async def test_field_names_built_to_make_log_masking_backtrack_never_stall_the_server(
+    client: Client,
+) -> None:
+    """Attacker: registers with an unknown field named ``tokentoken...`` (8 KiB, under
+    the body limit). The rejection's event names the field, and every event and log line
+    is masked for secrets; the pattern this replaced backtracked on such words, and held
+    the event loop (every request of the process) for seconds per request. Defence:
+    masking runs in linear time; other requests are served all along."""
+    events = record_events(client.app)
+    loop = asyncio.get_running_loop()
+    ticks = [loop.time()]
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        # Ticks every 5 ms while the loop is free to run it.
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            ticks.append(loop.time())
+
+    probing = asyncio.create_task(probe())
+    key = "token" * 1600
+    body = {"email": "a@example.com", "password": PASSWORD, "name": "A", key: 1}
+    try:
+        for _ in range(3):
+            r = await client.post("/api/auth/register", json=body)
+            assert_problem(r, 400)
+    finally:
+        stop.set()
+        await probing
+    ticks.append(loop.time())
+    gaps = [b - a for a, b in pairwise(ticks)]
+    rejected = [e for e in events if e["event"] == "input.rejected"]
+    assert len(rejected) == 3
+    assert all("#/tokentoken" in e["reason"] for e in rejected)
+    # A stall shows as one long gap; the old pattern's were 2 to 9 s each.
+    assert max(gaps) < 1.0, f"the event loop stalled for {max(gaps):.2f} s"
+
 
 # ------------------------------------------------------------------------ body size
 

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,13 @@ JWT = (
             "Hunter2-Hunter2",
         ),
         ('input_value="it\'s Hunter2-Hunter2"', "Hunter2-Hunter2"),
+        # A field cut short inside a quoted secret (events keep 512 characters).
+        ('{"newPassword": "correct horse batt', "correct horse batt"),
+        ("{'token': 'rt-01234567", "rt-01234567"),
+        ('input_value="Hunter2-Hunt', "Hunter2-Hunt"),
+        # Whatever is glued in front of a JWT or a prefixed cookie.
+        (f"jwt_{JWT}", "SflKxwRJSMeKKF2QT4fw"),
+        ("a; x__Secure-deviceToken=d3v1c3", "d3v1c3"),
     ],
 )
 def test_credential_shaped_text_is_masked_wherever_it_appears(text: str, secret: str) -> None:
@@ -81,6 +89,42 @@ def test_credential_shaped_text_is_masked_wherever_it_appears(text: str, secret:
 )
 def test_ordinary_log_text_is_left_alone(text: str) -> None:
     assert redact_text(text) == text
+
+
+# Text built to make a backtracking pattern retry from every position: the words the
+# masking looks for, repeated with no separator after them (or with a quote never
+# closed). The pattern this replaced took seconds on 1 KiB of some of these and grew
+# with the cube of the length; 64 KiB of any of them would have taken hours.
+ADVERSARIAL = [
+    "token" * 13_000,
+    "tok-en" * 11_000,
+    "a" * 65_000 + "password",
+    "session" + "-" * 65_000,
+    "tokenx" * 11_000 + "=",
+    "eyJ" * 22_000,
+    "eyJ." * 16_000,
+    "__Secure-" * 7_000,
+    "cookie" * 11_000,
+    "Authorization" * 5_000,
+    "bearer " * 9_000,
+    "input_value=" * 5_000,
+    'password="\\' * 5_000,
+    "x=eyJ." * 11_000,
+]
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=lambda t: repr(t[:14]))
+def test_masking_runs_in_linear_time_on_text_built_to_make_it_backtrack(text: str) -> None:
+    """Attacker: gets text like this into a log line (a field name, a path, a token's
+    header), so that masking it holds the event loop. Defence: no part of the pattern
+    can retry a word it has passed; 64 KiB takes milliseconds. The bound below is
+    thousands of times what it takes, and hours below what backtracking would."""
+    secret = " password=Hunter2-Hunter2"
+    started = time.perf_counter()
+    masked = redact_text(text + secret)
+    elapsed = time.perf_counter() - started
+    assert "Hunter2-Hunter2" not in masked
+    assert elapsed < 2.0, f"{elapsed:.2f} s to mask {len(text)} characters"
 
 
 def test_values_under_secret_names_are_dropped_at_any_depth() -> None:

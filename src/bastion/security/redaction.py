@@ -28,22 +28,40 @@ _CREDENTIAL_NAMES = (
     r"api[-_]?key|credential|jwt|private[-_]?key"
 )
 _SECRET_KEYS = re.compile(_CREDENTIAL_NAMES, re.IGNORECASE)
-_SEPARATOR = r"""["']?\s*(?:=|:|%3[aAdD])\s*"""
+_SEPARATOR = r"""["']?\s*+(?:=|:|%3[aAdD])\s*+"""
+# A quoted value ends at its closing quote, or where the text ends: a log field cut
+# short in the middle of a quoted secret still has it masked.
+_QUOTED_VALUE = r"""(?:"(?:[^"\\]|\\.?)*+(?:"|\Z)|'(?:[^'\\]|\\.?)*+(?:'|\Z))"""
+
+
+def _word_containing(needle: str) -> str:
+    """A whole word (``[\\w-]``) that contains ``needle``, matched in linear time.
+
+    The obvious ``[\\w-]*needle[\\w-]*`` backtracks: tried from every position of a long
+    word, each try rescans the rest of it, so a few hundred bytes of ``tokentoken...``
+    in a logged field held the event loop for seconds (cubic in the word's length).
+    Here a match may only start where a word starts, the lookahead finds the needle
+    without leaving the word, and the possessive ``++`` takes the word once and never
+    gives any of it back. (Possessive quantifiers need Python 3.11.)"""
+    return rf"(?<![\w-])(?=[\w-]*?(?:{needle}))[\w-]++"
+
+
 _SECRET_VALUES = re.compile(
     # Whole header lines whose every byte is a credential.
-    r"\b(?:set-)?cookie\s*:[^\r\n]*"
-    r"|\bauthori[sz]ation\s*:[^\r\n]*"
-    # JWT / JWS / JWE compact form: a base64url JSON header, then dot-separated parts.
-    r"|eyJ[\w-]*(?:\.[\w-]*)+"
+    r"\b(?:set-)?cookie\s*+:[^\r\n]*+"
+    r"|\bauthori[sz]ation\s*+:[^\r\n]*+"
+    # JWT / JWS / JWE compact form: a base64url JSON header, then dot-separated parts
+    # (the whole word that holds it, whatever is glued in front).
+    rf"|{_word_containing('eyJ')}(?:\.[\w-]*+)++"
     # Authorization credentials wherever they are quoted.
-    r"|\b(?:bearer|basic|digest)\s+[\w.~+/=-]+"
+    r"|\b(?:bearer|basic|digest)\s++[\w.~+/=-]++"
     # key=value, key: value, "key": "value" whose key names a secret.
-    rf"|[\w-]*(?:{_CREDENTIAL_NAMES})[\w-]*{_SEPARATOR}"
-    r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s&;,"'}\]]+)"""
+    rf"|{_word_containing(_CREDENTIAL_NAMES)}{_SEPARATOR}"
+    rf"""(?:{_QUOTED_VALUE}|[^\s&;,"'}}\]]++)"""
     # Prefixed cookies, whatever their name.
-    r"|__(?:Secure|Host)-[\w-]+=[^\s;,]*"
+    rf"|{_word_containing('__(?:Secure|Host)-')}=[^\s;,]*+"
     # pydantic quotes the offending input in its messages.
-    r"""|input_value=(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,\]]+)""",
+    rf"|input_value=(?:{_QUOTED_VALUE}|[^\s,\]]++)",
     re.IGNORECASE,
 )
 
