@@ -1,7 +1,7 @@
 """Real processes for the tests that need them: ``bastion serve`` in a working directory
 of its own (started, stopped, killed with SIGKILL, started again on the same port),
-private PostgreSQL clusters that a test may stop and start (never the shared server), and
-private Redis servers that a test may stop, freeze and restart.
+private PostgreSQL clusters that a test may stop, freeze and start (never the shared
+server), and private Redis servers that a test may stop, freeze and restart.
 
 Everything here fails loudly when a binary is missing: the tests that need one never
 skip.
@@ -271,7 +271,35 @@ class PostgresCluster:
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
+    def _processes(self) -> list[int]:
+        """The postmaster, then every process it started (backends, checkpointer...)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[1]) == postmaster:
+                children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP to the whole cluster: connections are accepted by the kernel, open
+        ones stay open, and nothing ever answers (a hung host, a black-holed network).
+        The postmaster first, so that it starts nothing new meanwhile."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+        self._frozen = True
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+        self._frozen = False
+
     def destroy(self) -> None:
+        if getattr(self, "_frozen", False):
+            self.thaw()
         if self.running:
             self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)

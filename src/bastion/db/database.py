@@ -14,6 +14,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -24,6 +25,8 @@ __all__ = [
     "Database",
     "DatabaseUnavailable",
     "IntegrityConflict",
+    "PgTimeouts",
+    "PostgresDatabase",
     "Row",
     "open_database",
 ]
@@ -80,6 +83,10 @@ class _PgConn:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
+    @property
+    def raw(self) -> Any:
+        return self._conn
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return [_pg_row(r) for r in await self._conn.fetch(sql, *args)]
 
@@ -103,13 +110,42 @@ async def _reset(conn: Any) -> None:
         await conn.execute("ROLLBACK")
 
 
+@dataclass(frozen=True, slots=True)
+class PgTimeouts:
+    """How long, in seconds, each wait on PostgreSQL may last. A server that does not
+    answer at all (frozen, or behind a network that drops packets) must cost a request
+    a 503 after a bounded wait, never a hang, and never a worker that cannot stop.
+
+    ``statement`` is enforced by the server (``statement_timeout``, lock waits
+    included); ``command`` is the client's own limit on any round trip, a little past
+    the server's so that the server's cancel normally comes first; ``acquire`` bounds
+    the wait for a pooled connection (and, in asyncpg, for giving one back);
+    ``connect`` a new connection; ``ping`` the readiness probe's query; ``close`` the
+    wait for connections in use at shutdown, after which they are cut."""
+
+    statement: float = 10.0
+    command: float = 12.0
+    acquire: float = 5.0
+    connect: float = 5.0
+    ping: float = 2.0
+    close: float = 5.0
+
+
 class PostgresDatabase:
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        timeouts: PgTimeouts = PgTimeouts(),
+    ) -> None:
         self.url = url
         self._min = min_size
         self._max = max_size
+        self.timeouts = timeouts
         self._pool: Any = None
         self._lock = asyncio.Lock()
 
@@ -120,16 +156,17 @@ class PostgresDatabase:
             async with self._lock:
                 if self._pool is None:
                     try:
+                        timeouts = self.timeouts
                         self._pool = await asyncpg.create_pool(
                             self.url,
                             min_size=self._min,
                             max_size=self._max,
-                            timeout=5,
+                            timeout=timeouts.connect,
+                            # A timer on the connection's protocol (no task per query).
+                            command_timeout=timeouts.command,
                             reset=_reset,
-                            # Enforced by the server: a client-side timeout would wrap
-                            # every query in a timer task.
                             server_settings={
-                                "statement_timeout": "10000",
+                                "statement_timeout": str(int(timeouts.statement * 1000)),
                                 "idle_in_transaction_session_timeout": "30000",
                             },
                         )
@@ -143,7 +180,7 @@ class PostgresDatabase:
 
         pool = await self._get_pool()
         try:
-            async with pool.acquire() as conn:
+            async with pool.acquire(timeout=self.timeouts.acquire) as conn:
                 if transaction:
                     async with conn.transaction():
                         yield _PgConn(conn)
@@ -183,12 +220,19 @@ class PostgresDatabase:
             await conn.executemany(sql, args)
 
     async def ping(self) -> None:
-        await self.fetchrow("SELECT 1 AS ok")
+        async with self._acquire(transaction=False) as conn:
+            await conn.raw.fetchval("SELECT 1", timeout=self.timeouts.ping)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        """Close the pool once the connections in use are given back, waiting at most
+        ``timeouts.close``; then cut them (asyncpg terminates a pool whose close is
+        cancelled)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self.timeouts.close)
+            except TimeoutError:
+                pool.terminate()
 
 
 # --------------------------------------------------------------------------- SQLite

@@ -1,0 +1,106 @@
+"""PostgreSQL that stops answering without going away (a hung host, a network that drops
+packets): connections stay open and queries get no reply. Every wait on it is bounded,
+so requests get a 503 with ``Retry-After`` instead of hanging with their connections,
+the pool does not fill up with them, the app can still stop, and service comes back by
+itself once the server answers again.
+
+The waits are shortened here (``PgTimeouts``); the defaults are the same waits, longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bastion.db.database import PgTimeouts, PostgresDatabase
+from tests.conftest import Client, Clients, StartApp
+from tests.databases import scratch_postgres
+from tests.security.test_store_failure import assert_unavailable
+from tests.servers import PostgresCluster
+
+SHORT = PgTimeouts(statement=4.0, command=5.0, acquire=0.5, connect=1.0, ping=0.5, close=0.5)
+# Past the longest wait above (a command, then giving its connection back), below what
+# the requests would wait in line behind one another (five rounds of commands) or a
+# hang: the waits are what is tested, not the machine's speed.
+BOUND = 15.0
+POOL = 10  # connections: PostgresDatabase's max_size
+
+
+@pytest.fixture
+def frozen_database(postgres: PostgresCluster) -> Iterator[str]:
+    with scratch_postgres(postgres.url(), "bastion_frozen") as url:
+        yield url
+
+
+async def test_a_frozen_postgresql_costs_a_bounded_wait_never_a_hang(
+    start_app: StartApp, clients: Clients, postgres: PostgresCluster, frozen_database: str
+) -> None:
+    app = await start_app(database_url=frozen_database)
+    db = app.services.db
+    assert isinstance(db, PostgresDatabase)
+    await db.close()  # the next query opens a pool with the short waits
+    db.timeouts = SHORT
+    client = clients(app, "203.0.113.1")
+    user = await client.user()
+    assert (await client.get("/api/orders", headers=user["headers"])).status_code == 200
+
+    async def timed(request: Awaitable[httpx.Response]) -> tuple[float, httpx.Response]:
+        sent = time.monotonic()
+        r = await request
+        return time.monotonic() - sent, r
+
+    postgres.freeze()
+    try:
+        # Five times as many requests at once as the pool has connections: those that
+        # got one wait for their query, the others for a connection (not in line
+        # behind the queries); every wait ends in a 503.
+        answers = await asyncio.wait_for(
+            asyncio.gather(
+                *(timed(client.get("/api/orders", headers=user["headers"])) for _ in range(49)),
+                timed(client.post("/api/auth/login", json={**login(user), "password": "x"})),
+            ),
+            timeout=BOUND,
+        )
+        for _, r in answers:
+            assert_unavailable(r)
+        waited = sorted(seconds for seconds, _ in answers)
+        assert waited[-POOL - 1] < SHORT.command / 2, waited
+        ready = await asyncio.wait_for(client.get("/readyz"), timeout=BOUND)
+        assert ready.status_code == 503
+        assert ready.json()["database"] == "unavailable"
+    finally:
+        postgres.thaw()
+    await until_served(client, user)
+
+    postgres.freeze()
+    try:
+        # A connection stuck in a query does not keep the app from stopping: closing
+        # cuts it after ``close``, long before its query would give up.
+        stuck = asyncio.create_task(client.get("/api/orders", headers=user["headers"]))
+        await asyncio.sleep(0.2)
+        closing = time.monotonic()
+        await asyncio.wait_for(db.close(), timeout=BOUND)
+        assert time.monotonic() - closing < SHORT.command / 2
+        assert_unavailable(await asyncio.wait_for(stuck, timeout=BOUND))
+    finally:
+        postgres.thaw()
+    await until_served(client, user)  # a new pool, opened by the next request
+
+
+def login(user: dict[str, Any]) -> dict[str, str]:
+    return {"email": user["email"], "password": user["password"]}
+
+
+async def until_served(client: Client, user: dict[str, Any]) -> None:
+    """Back by itself once the server answers again: 503s meanwhile, then 200."""
+    deadline = time.monotonic() + BOUND
+    while (r := await client.get("/api/orders", headers=user["headers"])).status_code != 200:
+        assert_unavailable(r)
+        assert time.monotonic() < deadline, "never recovered"
+        await asyncio.sleep(0.1)
+    assert (await client.get("/readyz")).status_code == 200
