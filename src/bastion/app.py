@@ -13,7 +13,6 @@ error leaves with the security headers and a request id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import hashlib
 import hmac
@@ -51,6 +50,7 @@ from bastion.security.secret import Secret
 from bastion.security.token_cache import VerifiedTokenCache
 from bastion.security.tokens import TokenCodec, TokenConfig
 from bastion.store import Hit, open_store
+from bastion.tasks import stop
 
 __all__ = ["BastionApp", "create_app", "create_served_app"]
 
@@ -210,14 +210,12 @@ def create_app(settings: Settings | None = None) -> BastionApp:
 
             await seed_demo(services.db)
         await services.hasher.warm_up()
-        task = asyncio.create_task(writer.run(services))
+        task = asyncio.create_task(writer.run(services), name="security event writer")
         try:
             async with revocation_sync(services):
                 yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop(task)
             await writer.flush(services)
             await services.store.aclose()
             await services.db.close()

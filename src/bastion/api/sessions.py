@@ -27,6 +27,7 @@ from typing import Any
 from bastion.api.deps import Services, revoked_key
 from bastion.db import DatabaseUnavailable, sessions
 from bastion.store import StoreUnavailable
+from bastion.tasks import stop
 
 __all__ = [
     "SYNC_MARKER",
@@ -148,10 +149,8 @@ async def revocation_sync(services: Services, *, interval: float = 1.0) -> Async
     """Sync once, then keep the store's revocation flags in sync while the app runs."""
     with contextlib.suppress(StoreUnavailable, DatabaseUnavailable):
         await sync_revocations(services)
-    task = asyncio.create_task(_keep_synced(services, interval))
+    task = asyncio.create_task(_keep_synced(services, interval), name="revocation sync")
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)

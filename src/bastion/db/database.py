@@ -230,7 +230,8 @@ class PostgresDatabase:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), self.timeouts.close)
+                async with asyncio.timeout(self.timeouts.close):
+                    await pool.close()
             except TimeoutError:
                 pool.terminate()
 
