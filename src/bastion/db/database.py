@@ -119,13 +119,15 @@ class PgTimeouts:
     ``statement`` is enforced by the server (``statement_timeout``, lock waits
     included); ``command`` is the client's own limit on any round trip, a little past
     the server's so that the server's cancel normally comes first; ``acquire`` bounds
-    the wait for a pooled connection (and, in asyncpg, for giving one back);
+    the wait for a pooled connection (and, in asyncpg, for giving one back): as long
+    as a statement, since a server that answers frees every connection within that,
+    and under a burst the wait for one can take seconds without anything being wrong;
     ``connect`` a new connection; ``ping`` the readiness probe's query; ``close`` the
     wait for connections in use at shutdown, after which they are cut."""
 
     statement: float = 10.0
     command: float = 12.0
-    acquire: float = 5.0
+    acquire: float = 10.0
     connect: float = 5.0
     ping: float = 2.0
     close: float = 5.0
