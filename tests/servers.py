@@ -241,6 +241,7 @@ class PostgresCluster:
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
         self._as_postgres = os.geteuid() == 0
+        self._frozen = False
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
@@ -298,7 +299,7 @@ class PostgresCluster:
         self._frozen = False
 
     def destroy(self) -> None:
-        if getattr(self, "_frozen", False):
+        if self._frozen:
             self.thaw()
         if self.running:
             self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
