@@ -15,10 +15,17 @@ from tests.conftest import Client
 
 
 def _requests(user_id: str) -> list[tuple[str, str]]:
-    return [("GET", "/api/admin/users"), ("POST", f"/api/admin/users/{user_id}/unlock")]
+    return [
+        ("GET", "/api/admin/users"),
+        ("POST", f"/api/admin/users/{user_id}/unlock"),
+        ("DELETE", f"/api/admin/users/{user_id}/sessions"),
+    ]
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["list", "unlock"])
+ADMIN_ROUTES = pytest.mark.parametrize("which", [0, 1, 2], ids=["list", "unlock", "end-sessions"])
+
+
+@ADMIN_ROUTES
 async def test_admin_routes_need_a_token(client: Client, which: int) -> None:
     """Attacker: calls the admin routes anonymously. Defence: 401 with WWW-Authenticate."""
     user = await client.register()
@@ -28,12 +35,14 @@ async def test_admin_routes_need_a_token(client: Client, which: int) -> None:
     assert r.headers["www-authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["list", "unlock"])
+@ADMIN_ROUTES
 async def test_admin_routes_are_forbidden_to_users(client: Client, which: int) -> None:
     """Attacker: calls the admin routes with a user's token. Defence: the admin role, else 403."""
     user = await client.user()
     method, path = _requests(user["id"])[which]
     assert_problem(await client.request(method, path, headers=user["headers"]), 403)
+    # Refused before it did anything: the caller's own session is still alive.
+    assert (await client.get("/api/users/me", headers=user["headers"])).status_code == 200
 
 
 async def test_security_events_are_for_admins_only(client: Client) -> None:

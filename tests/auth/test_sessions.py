@@ -254,3 +254,28 @@ async def test_the_sessions_list_shows_each_live_session_with_the_current_one_ma
     when = datetime.fromisoformat
     assert when(items[phone.session_id]["lastUsedAt"]) > when(phone_before["lastUsedAt"])
     assert items[phone.session_id]["createdAt"] == phone_before["createdAt"]
+
+
+async def test_an_admin_ends_every_session_of_one_user_and_no_one_elses(
+    auth_app: BastionApp, two_users: tuple[list[Device], Device, dict[str, Any]]
+) -> None:
+    """ASVS V7.4.5: an admin can end a user's sessions (a stolen laptop, an employee who
+    left); their unexpired access tokens go with them, and nobody else's sessions do."""
+    from tests.api.test_admin_users import make_admin
+
+    (this, sibling, cousin), stranger, mine = two_users
+    async with client_for(auth_app) as admin_client:
+        admin = await make_admin(auth_app, admin_client)
+        r = await admin_client.delete(f"/api/admin/users/{mine['id']}/sessions", headers=admin)
+        assert r.status_code == 204
+        assert (await admin_client.get("/api/users/me", headers=admin)).status_code == 200
+        again = await admin_client.delete(f"/api/admin/users/{mine['id']}/sessions", headers=admin)
+        assert again.status_code == 204  # nothing left to end is not an error
+        unknown = await admin_client.delete(
+            f"/api/admin/users/{uuid.uuid4()}/sessions", headers=admin
+        )
+        assert unknown.status_code == 404
+    assert await _statuses(this, sibling, cousin, stranger) == [401, 401, 401, 200]
+    stale = await this.client.get("/api/users/me", headers=bearer(this.earlier_access[0]))
+    assert stale.status_code == 401
+    assert [await d.refresh() for d in (this, sibling, cousin, stranger)] == [401, 401, 401, 200]

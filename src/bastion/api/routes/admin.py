@@ -14,6 +14,7 @@ from bastion.api.deps import AdminUser, Svc
 from bastion.api.errors import ApiError, json_response
 from bastion.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from bastion.api.schemas import AdminUserOut, Page, user_out
+from bastion.api.sessions import end_sessions
 from bastion.db import events, users
 from bastion.store import StoreUnavailable
 
@@ -60,6 +61,18 @@ async def unlock_user(user_id: uuid.UUID, admin: AdminUser, services: Svc) -> Re
         raise ApiError(404, "No such user.")
     await services.guard.unlock(row["email"])
     await users.set_flagged(services.db, user_id=row["id"], flagged=False)
+    return Response(status_code=204)
+
+
+@router.delete("/users/{user_id}/sessions", status_code=204)
+async def end_user_sessions(user_id: uuid.UUID, admin: AdminUser, services: Svc) -> Response:
+    """Ends every session of the user (ASVS V7.4.5): their refresh tokens stop rotating
+    at once and their access tokens are refused on every instance within a second, as
+    after their own logout-all. 204 also when they had none; 404 for no such user."""
+    row = await users.get_user(services.db, user_id=str(user_id))
+    if row is None:
+        raise ApiError(404, "No such user.")
+    await end_sessions(services, user_id=row["id"], reason=f"ended by admin {admin.user_id}")
     return Response(status_code=204)
 
 
