@@ -1,0 +1,117 @@
+"""The password policy an ASVS 5.0 Level 2 auditor checks line by line: passwords of
+any composition (V6.2.5), masked fields that let password managers and paste work
+(V6.2.6, V6.2.7) and verified exactly as typed (V6.2.8). Length and common passwords:
+tests/api/test_auth.py and tests/attacks/ (API2)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from html.parser import HTMLParser
+
+import pytest
+
+from tests.api.problem import assert_problem
+from tests.conftest import PASSWORD, Client
+
+
+def _email() -> str:
+    return f"user-{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def _register(client: Client, password: str, *, email: str, name: str = "Someone") -> int:
+    r = await client.post(
+        "/api/auth/register", json={"email": email, "password": password, "name": name}
+    )
+    return r.status_code
+
+
+# ------------------------------------------------------------ V6.2.5: any composition
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "correct horse battery staple",  # lower-case letters and spaces only
+        "vintageplumbingwalrus",  # one class of character, no digit, no symbol
+        "8271946305917264",  # digits only
+        "пароль-для-заказов-тигр",  # Cyrillic
+        "🦊🌵🎻🚲🧊🪁🦉🍋🛶🧲🪐🎲",  # emoji only
+        "  leading and trailing spaces  ",
+    ],
+    ids=["spaces", "one-class", "digits", "cyrillic", "emoji", "edge-spaces"],
+)
+async def test_passwords_of_any_composition_are_accepted_and_log_in(
+    client: Client, password: str
+) -> None:
+    """No rule asks for upper case, digits or symbols, or refuses any character."""
+    email = _email()
+    assert await _register(client, password, email=email) == 201
+    await client.login(email, password)
+
+
+# ------------------------------------------------------- V6.2.8: verified exactly
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        PASSWORD.upper(),
+        PASSWORD.lower(),
+        PASSWORD.swapcase(),
+        PASSWORD + " ",
+        " " + PASSWORD,
+        PASSWORD[:-1],
+        PASSWORD + "x",
+    ],
+    ids=["upper", "lower", "swapcase", "trailing-space", "leading-space", "truncated", "extended"],
+)
+async def test_a_password_is_verified_exactly_as_it_was_typed(client: Client, variant: str) -> None:
+    """Attacker: a variant of the right password (case changed, a space added, a character
+    dropped or added). Defence: nothing is trimmed, truncated or case-folded."""
+    user = await client.register()
+    r = await client.post("/api/auth/login", json={"email": user["email"], "password": variant})
+    assert_problem(r, 401)
+    await client.login(user["email"], PASSWORD)
+
+
+async def test_characters_past_72_bytes_still_count(client: Client) -> None:
+    """bcrypt ignores every byte past the 72nd; Argon2id must not: a long password
+    differing only at its end is a wrong password."""
+    password = "Vq8-" + "k" * 90 + "-end1"
+    email = _email()
+    assert await _register(client, password, email=email) == 201
+    wrong = password[:-1] + "2"
+    r = await client.post("/api/auth/login", json={"email": email, "password": wrong})
+    assert_problem(r, 401)
+    await client.login(email, password)
+
+
+# ------------------------------------------------------ V6.2.6, V6.2.7: the form
+
+
+class _Inputs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "input":
+            self.inputs.append(dict(attrs))
+
+
+async def test_password_fields_are_masked_and_open_to_password_managers(client: Client) -> None:
+    """Every password field is ``type=password`` with an ``autocomplete`` a password
+    manager understands, and nothing refuses paste, autofill or drop."""
+    page = await client.get("/")
+    assert page.status_code == 200
+    parser = _Inputs()
+    parser.feed(page.text)
+    fields = [i for i in parser.inputs if "password" in (i.get("name") or "")]
+    assert len(fields) >= 2  # the login and registration forms
+    for field in fields:
+        assert field.get("type") == "password", field
+        assert field.get("autocomplete") in {"current-password", "new-password"}, field
+        assert not {"onpaste", "oncopy", "ondrop"} & field.keys(), field
+    script = (await client.get("/static/app.js")).text
+    assert not re.search(r"""["'](paste|drop)["']|onpaste|ondrop""", script)
