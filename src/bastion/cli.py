@@ -158,6 +158,7 @@ def users_create(
     from rich.markup import escape
 
     from bastion.api.errors import validation_errors
+    from bastion.api.password_context import password_context
     from bastion.api.schemas import RegisterRequest
     from bastion.security.passwords import password_problems
 
@@ -184,7 +185,7 @@ def users_create(
         ]
         console.print(f"[bold red]invalid account:[/] {escape('; '.join(reasons))}")
         raise typer.Exit(2) from None
-    problems = password_problems(password, context=(body.email, body.name))
+    problems = password_problems(password, context=password_context(body.email, body.name))
     if problems:
         console.print(f"[bold red]password refused:[/] it {problems[0]}")
         raise typer.Exit(2)

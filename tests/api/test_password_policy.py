@@ -1,7 +1,8 @@
 """The password policy an ASVS 5.0 Level 2 auditor checks line by line: passwords of
 any composition (V6.2.5), masked fields that let password managers and paste work
-(V6.2.6, V6.2.7) and verified exactly as typed (V6.2.8). Length and common passwords:
-tests/api/test_auth.py and tests/attacks/ (API2)."""
+(V6.2.6, V6.2.7), verified exactly as typed (V6.2.8), and no password that leans on
+the service's own words or the account's email or name (V6.1.2, V6.2.11). Length and
+common passwords: tests/api/test_auth.py and tests/attacks/ (API2)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ from html.parser import HTMLParser
 
 import pytest
 
+from bastion.api.password_context import SERVICE_WORDS
+from bastion.app import BastionApp
+from bastion.security.password_context import without_context
+from bastion.security.passwords import password_problems
 from tests.api.problem import assert_problem
-from tests.conftest import PASSWORD, Client
+from tests.conftest import PASSWORD, Client, client_for
+
+EMAIL_NAME = ("alice.smith@example.com", "Alice Smith")
 
 
 def _email() -> str:
@@ -115,3 +122,69 @@ async def test_password_fields_are_masked_and_open_to_password_managers(client: 
         assert not {"onpaste", "oncopy", "ondrop"} & field.keys(), field
     script = (await client.get("/static/app.js")).text
     assert not re.search(r"""["'](paste|drop)["']|onpaste|ondrop""", script)
+
+
+# -------------------------------------------- V6.1.2, V6.2.11: context-specific words
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "Bastion-Orders-2026",
+        "Bastionorders12",
+        "b4st10n-0rd3rs",  # digits for letters
+        "S7orefront-Adm1n-99",
+        "Admin-Orders-Bastion-Storefront",
+    ],
+)
+def test_passwords_built_on_the_services_words_are_refused(password: str) -> None:
+    """A general strength estimate scores these highly (the joins and padding look
+    random to it); without the service's words what is left is trivial."""
+    assert password_problems(password) == []  # strong to a check that knows no context
+    assert password_problems(password, context=EMAIL_NAME + SERVICE_WORDS) == [
+        "is too easy to guess from the name of this service, your email or your name"
+    ]
+
+
+@pytest.mark.parametrize("password", ["Alice-Smith-2026!", "Sm1th-Example-77"])
+def test_passwords_built_on_the_accounts_email_or_name_are_refused(password: str) -> None:
+    assert password_problems(password) == []
+    assert password_problems(password, context=EMAIL_NAME) != []
+
+
+@pytest.mark.parametrize(
+    "password",
+    [PASSWORD, "tr0ub4dor&3-Bastion-horse-staple", "MyBastionStore!", "Welcome-Example-2026-xq"],
+)
+def test_a_strong_password_that_mentions_a_context_word_is_still_accepted(password: str) -> None:
+    """Only the words are taken out: what is left, strong on its own, is enough."""
+    assert password_problems(password, context=EMAIL_NAME + SERVICE_WORDS) == []
+
+
+def test_only_the_context_words_are_taken_out() -> None:
+    assert without_context("xBASTIONy", ["bastion"]) == "xy"
+    assert without_context("b4st10n!", ["bastion"]) == "!"
+    assert without_context("nothing here", ["bastion"]) is None
+    assert without_context("anything", []) is None
+    # Fragments shorter than four characters (com, bob) are left alone.
+    assert without_context("Welcome-to-it", ["bob@x.com"]) is None
+
+
+async def test_registration_and_password_change_refuse_the_services_words(
+    app: BastionApp,
+) -> None:
+    """End to end: both places that set a password use the documented list."""
+    async with client_for(app) as client:
+        r = await client.post(
+            "/api/auth/register",
+            json={"email": _email(), "password": "Bastion-Orders-2026", "name": "Someone"},
+        )
+        assert_problem(r, 400, "#/password")
+        user = await client.user(name="Alice Smith")
+        r = await client.post(
+            "/api/users/me/password",
+            json={"currentPassword": PASSWORD, "newPassword": "Alice-Smith-2026!"},
+            headers=user["headers"],
+        )
+        assert_problem(r, 400, "#/newPassword")
+        await client.login(user["email"], PASSWORD)  # unchanged

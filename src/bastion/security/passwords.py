@@ -26,6 +26,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from bastion.security.exceptions import InvalidCredentials, Unavailable
+from bastion.security.password_context import without_context
 
 __all__ = [
     "BACKGROUND_NICE",
@@ -44,6 +45,8 @@ RETRY_AFTER = 1  # seconds, on a refusal: a place in line frees up within a hash
 # get about a tenth of a core, and all of whatever the service leaves idle.
 BACKGROUND_NICE = 10
 MAX_LENGTH = 128
+# What must be left of a password once the context words are out: ASVS's own minimum.
+MIN_CONTEXT_FREE = 8
 
 
 @lru_cache(maxsize=1)
@@ -59,7 +62,10 @@ def password_problems(password: str, *, context: tuple[str, ...] = ()) -> list[s
     12..128 characters (code points), and not a common password: zxcvbn's list of
     30,000 leaked passwords, or anything zxcvbn guesses in under a million tries (a
     common password with digits appended, a keyboard walk, a repeated word, the
-    user's own email or name given in ``context``).
+    user's own email or name given in ``context``); nor one that leans on the words of
+    ``context`` (the service's name, the user's email or name): once they are taken out
+    (:func:`~bastion.security.password_context.without_context`), what is left must
+    still be 8 characters long and pass the same strength check.
     """
     n = len(password)
     if n < MIN_LENGTH:
@@ -74,6 +80,13 @@ def password_problems(password: str, *, context: tuple[str, ...] = ()) -> list[s
     result = zxcvbn(password[:72], user_inputs=[c for c in context if c])
     if result["guesses"] < 1_000_000:
         return ["is too easy to guess (a common password or a simple pattern)"]
+    rest = without_context(password, context)
+    if rest is not None and (
+        len(rest) < MIN_CONTEXT_FREE
+        or rest.lower() in _common()
+        or zxcvbn(rest[:72])["guesses"] < 1_000_000
+    ):
+        return ["is too easy to guess from the name of this service, your email or your name"]
     return []
 
 

@@ -17,6 +17,7 @@ from bastion.api import attempts
 from bastion.api.deps import CurrentUser, Services, Svc
 from bastion.api.errors import ApiError, json_response
 from bastion.api.openapi import problem_responses
+from bastion.api.password_context import password_context
 from bastion.api.schemas import (
     LoginRequest,
     Page,
@@ -78,7 +79,7 @@ async def register(body: RegisterRequest, request: Request, services: Svc) -> Re
         reservation = await attempts.reserve(services, request, account=None, device=None)
         try:
             problems = await services.hasher.problems(
-                body.password, context=(body.email, body.name), place=place
+                body.password, context=password_context(body.email, body.name), place=place
             )
         except Exception:
             await attempts.give_back(services, request, reservation)  # not judged

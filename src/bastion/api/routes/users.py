@@ -10,6 +10,7 @@ from starlette.responses import Response
 from bastion.api import attempts
 from bastion.api.deps import CurrentUser, Svc
 from bastion.api.errors import ApiError, json_response
+from bastion.api.password_context import password_context
 from bastion.api.schemas import ChangePassword, UpdateMe, UserOut, user_out
 from bastion.api.sessions import end_sessions
 from bastion.db import users
@@ -67,7 +68,9 @@ async def change_password(
             await attempts.give_back(services, request, reservation)
             raise
     await attempts.give_back(services, request, reservation)
-    problems = await services.hasher.problems(body.newPassword, context=(row["email"], row["name"]))
+    problems = await services.hasher.problems(
+        body.newPassword, context=password_context(row["email"], row["name"])
+    )
     if problems:
         raise ApiError(
             400,
