@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 import uuid
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
 from bastion.api.password_context import SERVICE_WORDS
-from bastion.app import BastionApp
+from bastion.app import BastionApp, create_app
+from bastion.config import load_settings
 from bastion.security.password_context import without_context
 from bastion.security.passwords import password_problems
 from tests.api.problem import assert_problem
@@ -188,3 +190,25 @@ async def test_registration_and_password_change_refuse_the_services_words(
         )
         assert_problem(r, 400, "#/newPassword")
         await client.login(user["email"], PASSWORD)  # unchanged
+
+
+# ------------------------------------------------------------------ V11.4.2: storage
+
+
+async def test_passwords_are_stored_with_argon2id_at_owasps_minimum_cost_by_default(
+    tmp_path: Path,
+) -> None:
+    """The default configuration, as served: Argon2id, 19 MiB, 2 passes, 1 lane, with a
+    16-byte random salt (OWASP's password storage minimum)."""
+    import base64
+
+    app = create_app(load_settings(var_dir=tmp_path / "var"))
+    try:
+        stored = await app.services.hasher.hash(PASSWORD)
+        again = await app.services.hasher.hash(PASSWORD)
+    finally:
+        app.services.hasher.close()
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    salt = stored.split("$")[4]
+    assert len(base64.b64decode(salt + "=" * (-len(salt) % 4))) >= 16
+    assert stored != again  # a fresh salt each time

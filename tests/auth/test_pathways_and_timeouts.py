@@ -1,0 +1,149 @@
+"""The ways in, and how long a session lasts unused (ASVS 5.0 V6.1.3, V6.3.2, V6.3.4,
+V7.3.1, V7.6.2): every authentication pathway is the documented one (SECURITY.md,
+"Authentication pathways"), no account exists that nobody created, registering signs
+nobody in, and a session unused for the refresh token's lifetime is over."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi.routing import APIRoute
+
+from bastion.app import BastionApp
+from bastion.db import users as user_rows
+from tests.api.problem import assert_problem
+from tests.auth.conftest import REFRESH_COOKIE, REFRESH_SECRET, SignIn, claims_of, forge
+from tests.conftest import PASSWORD, Client, client_for
+
+# The routes anyone may call without a credential: SECURITY.md lists exactly these.
+PUBLIC = {
+    ("POST", "/api/auth/register"),
+    ("POST", "/api/auth/login"),
+    ("POST", "/api/auth/refresh"),  # the refresh cookie is its credential
+    ("POST", "/api/auth/logout"),  # ends the session its cookie names, if any
+    ("GET", "/api/products"),
+    ("GET", "/api/products/{product_id}"),
+    ("POST", "/api/graphql"),  # products are public; `me` needs the Bearer token
+}
+
+
+def _api_routes(app: BastionApp) -> list[tuple[str, str]]:
+    """Every (method, path) of the API's routers, with or without an OpenAPI entry."""
+    from bastion.api.graphql import router as graphql_router
+    from bastion.api.routes import admin, auth, catalogue, health, orders, users
+
+    routers = [m.router for m in (health, auth, users, catalogue, orders, admin)]
+    found = sorted(
+        (method, route.path)
+        for router in [*routers, graphql_router]
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/api/")
+        for method in route.methods
+    )
+    # A router this list misses would still show in the app's own API document.
+    documented = {
+        (method.upper(), path)
+        for path, operations in app.fastapi.openapi()["paths"].items()
+        if path.startswith("/api/")
+        for method in operations
+    }
+    assert documented <= set(found), documented - set(found)
+    return found
+
+
+async def test_every_api_route_but_the_documented_public_ones_needs_a_bearer_token(
+    app: BastionApp, client: Client
+) -> None:
+    """ASVS V6.3.4: no undocumented pathway. A new route that answers without a
+    credential fails here until it is added to the documented list."""
+    routes = _api_routes(app)
+    known = {("GET", "/api/users/me"), ("POST", "/api/orders"), ("GET", "/api/admin/users")}
+    assert set(routes) >= PUBLIC | known
+    for method, path in routes:
+        if (method, path) in PUBLIC:
+            continue
+        url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+        r = await client.request(method, url, json={} if method in {"POST", "PATCH"} else None)
+        assert_problem(r, 401)
+        assert r.headers["www-authenticate"].startswith("Bearer"), (method, path)
+
+
+async def test_registering_signs_nobody_in(client: Client) -> None:
+    """ASVS V7.6.2: a session starts only when its user logs in, never as a side effect."""
+    email = f"user-{uuid.uuid4().hex[:10]}@example.com"
+    r = await client.post(
+        "/api/auth/register", json={"email": email, "password": PASSWORD, "name": "New"}
+    )
+    assert r.status_code == 201
+    assert "set-cookie" not in r.headers
+    assert not {"accessToken", "refreshToken"} & r.json().keys()
+    token = await client.login(email)
+    sessions = await client.get("/api/auth/sessions", headers={"Authorization": f"Bearer {token}"})
+    assert len(sessions.json()["items"]) == 1  # the login's, and no other
+
+
+async def test_no_account_exists_that_nobody_created(app: BastionApp, client: Client) -> None:
+    """ASVS V6.3.2: development start-up seeds a catalogue and promo codes, never an
+    account: no admin/admin, no root, no demo user."""
+    assert (await client.get("/api/products")).json()["items"]  # the seed ran
+    assert await user_rows.list_users(app.services.db, after=None, limit=10) == []
+    for email in ("admin@example.com", "admin@localhost", "root@localhost", "demo@example.com"):
+        for password in ("admin", "password", "Correct-Horse-Battery-42", "bastion"):
+            r = await client.post("/api/auth/login", json={"email": email, "password": password})
+            assert r.status_code == 401
+
+
+# ----------------------------------------------------------------- V7.3.1: idle
+
+
+async def test_a_session_unused_for_the_refresh_lifetime_is_over(
+    auth_app: BastionApp, sign_in: SignIn, account: dict[str, Any]
+) -> None:
+    """Inactivity timeout: each refresh moves the session's end to a refresh lifetime
+    (7 days) from now; a session not refreshed by then cannot be refreshed again, even
+    with a refresh token whose signature is still good."""
+    device = await sign_in(account["email"], account["password"])
+    before = await auth_app.services.db.fetchrow(
+        "SELECT expires_at FROM sessions WHERE id = $1", device.session_id
+    )
+    assert await device.refresh() == 200
+    after = await auth_app.services.db.fetchrow(
+        "SELECT expires_at FROM sessions WHERE id = $1", device.session_id
+    )
+    assert after["expires_at"] >= before["expires_at"]  # used: it lives on
+    ttl = auth_app.services.settings.refresh_ttl
+    left = after["expires_at"] - datetime.now(UTC)
+    assert timedelta(seconds=ttl - 10) < left <= timedelta(seconds=ttl)
+
+    # A week passes without a refresh.
+    await auth_app.services.db.execute(
+        "UPDATE sessions SET expires_at = $1 WHERE id = $2",
+        datetime.now(UTC) - timedelta(seconds=1),
+        device.session_id,
+    )
+    assert await device.refresh() == 401
+    async with client_for(auth_app) as client:
+        token = await client.login(account["email"])
+        r = await client.get("/api/auth/sessions", headers={"Authorization": f"Bearer {token}"})
+    assert device.session_id not in {s["id"] for s in r.json()["items"]}
+
+
+async def test_a_refresh_token_past_its_own_expiry_is_refused(
+    auth_app: BastionApp, sign_in: SignIn, account: dict[str, Any]
+) -> None:
+    """The refresh token carries the same idle limit (``exp``): one that a live session
+    still names, correctly signed, but expired, is refused."""
+    device = await sign_in(account["email"], account["password"])
+    claims = claims_of(device.refresh_token)
+    assert claims["exp"] - claims["iat"] == auth_app.services.settings.refresh_ttl
+    now = int(time.time())
+    expired = forge({**claims, "iat": now - 8 * 86400, "exp": now - 1}, REFRESH_SECRET)
+    r = await device.client.post(
+        "/api/auth/refresh", headers={"Cookie": f"{REFRESH_COOKIE}={expired}"}
+    )
+    assert_problem(r, 401)
+    assert await device.refresh() == 200  # the session itself was fine
