@@ -147,6 +147,9 @@ class Client(httpx.AsyncClient):
         return {**r.json(), "password": password}
 
     async def login(self, email: str, password: str = PASSWORD) -> str:
+        """A login as a new device: the jar's refresh cookie from an earlier login is not
+        sent (a login that carries one ends that session, as a browser's would)."""
+        self.cookies.delete("__Secure-refreshToken")
         r = await self.post("/api/auth/login", json={"email": email, "password": password})
         assert r.status_code == 200, r.text
         return str(r.json()["accessToken"])

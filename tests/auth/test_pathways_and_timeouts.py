@@ -1,7 +1,8 @@
 """The ways in, and how long a session lasts unused (ASVS 5.0 V6.1.3, V6.3.2, V6.3.4,
-V7.3.1, V7.6.2): every authentication pathway is the documented one (SECURITY.md,
-"Authentication pathways"), no account exists that nobody created, registering signs
-nobody in, and a session unused for the refresh token's lifetime is over."""
+V7.2.4, V7.3.1, V7.6.2): every authentication pathway is the documented one
+(SECURITY.md, "Authentication pathways"), no account exists that nobody created,
+registering signs nobody in, a login replaces the browser's session, and a session
+unused for the refresh token's lifetime is over."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fastapi.routing import APIRoute
 from bastion.app import BastionApp
 from bastion.db import users as user_rows
 from tests.api.problem import assert_problem
-from tests.auth.conftest import REFRESH_COOKIE, REFRESH_SECRET, SignIn, claims_of, forge
+from tests.auth.conftest import REFRESH_COOKIE, REFRESH_SECRET, SignIn, bearer, claims_of, forge
 from tests.conftest import PASSWORD, Client, client_for
 
 # The routes anyone may call without a credential: SECURITY.md lists exactly these.
@@ -147,3 +148,33 @@ async def test_a_refresh_token_past_its_own_expiry_is_refused(
     )
     assert_problem(r, 401)
     assert await device.refresh() == 200  # the session itself was fine
+
+
+# ------------------------------------------------------------ V7.2.4: a new login
+
+
+async def test_a_login_ends_the_session_whose_cookie_it_carries_and_no_other(
+    auth_app: BastionApp, sign_in: SignIn, account: dict[str, Any]
+) -> None:
+    """Re-authenticating in a browser starts a new session and ends the one it had:
+    the old refresh token and access token are refused from then on. Other devices'
+    sessions are not touched, and a login without a cookie ends nothing."""
+    old = await sign_in(account["email"], account["password"])
+    elsewhere = await sign_in(account["email"], account["password"])
+    login = {"email": account["email"], "password": account["password"]}
+    r = await old.client.post(
+        "/api/auth/login", json=login, headers={"Cookie": f"{REFRESH_COOKIE}={old.refresh_token}"}
+    )
+    assert r.status_code == 200
+    new_access = r.json()["accessToken"]
+    assert claims_of(new_access)["sid"] != old.session_id
+    old.client.cookies.clear()
+
+    assert await old.me() == 401
+    assert await old.refresh() == 401
+    assert (await old.client.get("/api/users/me", headers=bearer(new_access))).status_code == 200
+    assert await elsewhere.me() == 200
+    assert await elsewhere.refresh() == 200
+    async with client_for(auth_app) as client:
+        await client.login(account["email"])  # no cookie
+    assert await elsewhere.me() == 200

@@ -185,7 +185,10 @@ async def login(body: LoginRequest, request: Request, services: Svc) -> Response
             await users.update_password_hash(
                 services.db, user_id=row["id"], password_hash=new_hash, now=None
             )
-        access, refresh, _ = await services_start(services, request, row["id"])
+        # The browser's old session ends in the same round as the new one starts.
+        (access, refresh, _), _ = await asyncio.gather(
+            services_start(services, request, row["id"]), _end_replaced_session(services, request)
+        )
     finally:
         await given_back
     services.events.emit("auth.login.succeeded", request.scope, user_id=row["id"])
@@ -203,6 +206,23 @@ async def login(body: LoginRequest, request: Request, services: Svc) -> Response
         samesite="strict",
     )
     return response
+
+
+async def _end_replaced_session(services: Services, request: Request) -> None:
+    """A login ends the session this browser had (ASVS V7.2.4): the new refresh cookie
+    takes the old one's place, so the old session could only live on in a copy of its
+    cookie taken before. Nothing to do without a valid refresh cookie."""
+    token = request.cookies.get(REFRESH_COOKIE)
+    if not token:
+        return
+    try:
+        claims = services.refresh.verify(token)
+    except InvalidToken:
+        return
+    if isinstance(claims.get("sid"), str):
+        await end_session(
+            services, user_id=claims["sub"], session_id=claims["sid"], reason="replaced by a login"
+        )
 
 
 async def services_start(
