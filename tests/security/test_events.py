@@ -41,6 +41,8 @@ CONTRACT_EVENTS = (
     "authz.denied",
     "input.rejected",
     "ratelimit.exceeded",
+    "auth.password.changed",
+    "auth.session.ended",
 )
 REQUIRED = {"ts", "event", "ip", "method", "path", "requestId"}
 STORED = {"id", "ts", "event", "ip", "userId", "method", "path", "requestId", "reason"}
@@ -160,6 +162,61 @@ async def ratelimit_exceeded(scene: Scene) -> Expected:
     return Expected(r, None, "GET", "/api/products")
 
 
+async def password_changed(scene: Scene) -> Expected:
+    async with await scene.start() as c:
+        user = await c.user()
+        body = {"currentPassword": PASSWORD, "newPassword": "Another-Horse-Battery-77"}
+        r = await c.post("/api/users/me/password", json=body, headers=user["headers"])
+    assert r.status_code == 204
+    return Expected(r, user["id"], "POST", "/api/users/me/password")
+
+
+async def session_ended_by_logout(scene: Scene) -> Expected:
+    async with await scene.start() as c:
+        user = await c.user()
+        r = await c.post("/api/auth/logout")
+    assert r.status_code == 204
+    return Expected(r, user["id"], "POST", "/api/auth/logout")
+
+
+async def session_ended_by_logout_all(scene: Scene) -> Expected:
+    async with await scene.start() as c:
+        user = await c.user()
+        r = await c.post("/api/auth/logout-all", headers=user["headers"])
+    assert r.status_code == 204
+    return Expected(r, user["id"], "POST", "/api/auth/logout-all")
+
+
+async def session_ended_by_deletion(scene: Scene) -> Expected:
+    async with await scene.start() as c:
+        user = await c.user()
+        sid = (await c.get("/api/auth/sessions", headers=user["headers"])).json()["items"][0]["id"]
+        r = await c.delete(f"/api/auth/sessions/{sid}", headers=user["headers"])
+    assert r.status_code == 204
+    return Expected(r, user["id"], "DELETE", "/api/auth/sessions/{session_id}")
+
+
+async def session_ended_by_admin(scene: Scene) -> Expected:
+    from tests.api.test_admin_users import make_admin
+
+    async with await scene.start() as c:
+        user = await c.user()
+        assert scene.app is not None
+        admin = await make_admin(scene.app, c)
+        r = await c.delete(f"/api/admin/users/{user['id']}/sessions", headers=admin)
+    assert r.status_code == 204
+    return Expected(r, user["id"], "DELETE", "/api/admin/users/{user_id}/sessions")
+
+
+async def session_replaced_by_login(scene: Scene) -> Expected:
+    async with await scene.start() as c:
+        user = await c.user()  # the jar now holds this session's refresh cookie
+        body = {"email": user["email"], "password": PASSWORD}
+        r = await c.post("/api/auth/login", json=body)
+    assert r.status_code == 200
+    return Expected(r, user["id"], "POST", "/api/auth/login")
+
+
 TRIGGERS: list[tuple[str, Trigger]] = [
     ("auth.login.succeeded", login_succeeded),
     ("auth.login.failed", login_failed),
@@ -170,6 +227,12 @@ TRIGGERS: list[tuple[str, Trigger]] = [
     ("authz.denied", authz_denied_other_users_order),
     ("input.rejected", input_rejected),
     ("ratelimit.exceeded", ratelimit_exceeded),
+    ("auth.password.changed", password_changed),
+    ("auth.session.ended", session_ended_by_logout),
+    ("auth.session.ended", session_ended_by_logout_all),
+    ("auth.session.ended", session_ended_by_deletion),
+    ("auth.session.ended", session_ended_by_admin),
+    ("auth.session.ended", session_replaced_by_login),
 ]
 
 

@@ -56,6 +56,10 @@ EventName = Literal[
     "authz.denied",
     "input.rejected",
     "ratelimit.exceeded",
+    # Authentication operations past the login (ASVS V16.3.1): a changed password and
+    # every session that ends, with how it ended in ``reason``.
+    "auth.password.changed",
+    "auth.session.ended",
 ]
 EVENT_NAMES: tuple[str, ...] = get_args(EventName)
 Sink = Callable[[dict[str, Any]], None]

@@ -7,7 +7,7 @@ import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from bastion.api.deps import AdminUser, Svc
@@ -65,14 +65,24 @@ async def unlock_user(user_id: uuid.UUID, admin: AdminUser, services: Svc) -> Re
 
 
 @router.delete("/users/{user_id}/sessions", status_code=204)
-async def end_user_sessions(user_id: uuid.UUID, admin: AdminUser, services: Svc) -> Response:
+async def end_user_sessions(
+    user_id: uuid.UUID, request: Request, admin: AdminUser, services: Svc
+) -> Response:
     """Ends every session of the user (ASVS V7.4.5): their refresh tokens stop rotating
     at once and their access tokens are refused on every instance within a second, as
     after their own logout-all. 204 also when they had none; 404 for no such user."""
     row = await users.get_user(services.db, user_id=str(user_id))
     if row is None:
         raise ApiError(404, "No such user.")
-    await end_sessions(services, user_id=row["id"], reason=f"ended by admin {admin.user_id}")
+    ended = await end_sessions(
+        services, user_id=row["id"], reason=f"ended by admin {admin.user_id}"
+    )
+    services.events.emit(
+        "auth.session.ended",
+        request.scope,
+        user_id=row["id"],
+        reason=f"ended by admin {admin.user_id}: {ended} session(s)",
+    )
     return Response(status_code=204)
 
 

@@ -219,10 +219,14 @@ async def _end_replaced_session(services: Services, request: Request) -> None:
         claims = services.refresh.verify(token)
     except InvalidToken:
         return
-    if isinstance(claims.get("sid"), str):
-        await end_session(
-            services, user_id=claims["sub"], session_id=claims["sid"], reason="replaced by a login"
-        )
+    if isinstance(claims.get("sid"), str) and await end_session(
+        services, user_id=claims["sub"], session_id=claims["sid"], reason="replaced by a login"
+    ):
+        _session_ended(services, request, claims["sub"], "replaced by a login")
+
+
+def _session_ended(services: Services, request: Request, user_id: str, how: str) -> None:
+    services.events.emit("auth.session.ended", request.scope, user_id=user_id, reason=how)
 
 
 async def services_start(
@@ -331,16 +335,21 @@ async def logout(request: Request, services: Svc) -> Response:
             claims = services.refresh.verify(token)
         except InvalidToken:
             claims = None
-        if claims is not None and isinstance(claims.get("sid"), str):
-            await end_session(
+        if (
+            claims is not None
+            and isinstance(claims.get("sid"), str)
+            and await end_session(
                 services, user_id=claims["sub"], session_id=claims["sid"], reason="logout"
             )
+        ):
+            _session_ended(services, request, claims["sub"], "logout")
     return _clear(Response(status_code=204, headers=NO_STORE))
 
 
 @router.post("/logout-all", status_code=204)
-async def logout_all(user: CurrentUser, services: Svc) -> Response:
-    await end_sessions(services, user_id=user.user_id, reason="logout-all")
+async def logout_all(request: Request, user: CurrentUser, services: Svc) -> Response:
+    ended = await end_sessions(services, user_id=user.user_id, reason="logout-all")
+    _session_ended(services, request, user.user_id, f"logout-all: {ended} session(s)")
     return _clear(Response(status_code=204, headers=NO_STORE))
 
 
@@ -375,4 +384,5 @@ async def delete_session(
                 "authz.denied", request.scope, user_id=user.user_id, reason="another user's session"
             )
         raise ApiError(404, "No such session.")
+    _session_ended(services, request, user.user_id, "deleted by its user")
     return Response(status_code=204, headers=NO_STORE)

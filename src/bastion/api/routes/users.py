@@ -82,7 +82,13 @@ async def change_password(
     await users.update_password_hash(
         services.db, user_id=user.user_id, password_hash=new_hash, now=now
     )
-    await end_sessions(
+    ended = await end_sessions(
         services, user_id=user.user_id, reason="password changed", keep=user.session_id
+    )
+    services.events.emit(
+        "auth.password.changed",
+        request.scope,
+        user_id=user.user_id,
+        reason=f"{ended} other session(s) ended",
     )
     return Response(status_code=204)
