@@ -100,6 +100,7 @@ COMMON_ATTACKS: list[tuple[str, Build]] = [
     ("crit header", _header(crit=["exp"], exp=1)),
     ("expired", _with(iat=_NOW - 7200, exp=_NOW - 3600)),
     ("issued in the future", _with(iat=_NOW + 3600, exp=_NOW + 7200)),
+    ("not valid before an hour from now", _with(nbf=_NOW + 3600)),
     ("exp as a numeric string", _with(exp=str(_NOW + 3600))),
     ("iat as a float", _with(iat=_NOW + 0.5)),
     ("without exp", _without("exp")),
