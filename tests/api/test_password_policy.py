@@ -10,12 +10,14 @@ import re
 import uuid
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bastion.api.password_context import SERVICE_WORDS
 from bastion.app import BastionApp, create_app
 from bastion.config import load_settings
+from bastion.db import users
 from bastion.security.password_context import without_context
 from bastion.security.passwords import password_problems
 from tests.api.problem import assert_problem
@@ -212,3 +214,22 @@ async def test_passwords_are_stored_with_argon2id_at_owasps_minimum_cost_by_defa
     salt = stored.split("$")[4]
     assert len(base64.b64decode(salt + "=" * (-len(salt) % 4))) >= 16
     assert stored != again  # a fresh salt each time
+
+
+async def test_a_login_moves_a_hash_onto_raised_argon2_parameters(start_app: Any) -> None:
+    """ASVS V11.2.2: the cost can be raised at any time; each stored hash follows at its
+    account's next successful login, without the user doing anything."""
+    before = await start_app()
+    async with client_for(before) as client:
+        user = await client.register()
+    row = await users.get_user_by_email(before.services.db, email=user["email"])
+    assert row is not None
+    assert "$m=1024,t=1,p=1$" in row["password_hash"]
+
+    after = await start_app(argon2_memory_kib=2048, argon2_time_cost=2)
+    async with client_for(after) as client:
+        await client.login(user["email"])
+        row = await users.get_user_by_email(after.services.db, email=user["email"])
+        assert row is not None
+        assert "$m=2048,t=2,p=1$" in row["password_hash"]
+        await client.login(user["email"])  # the upgraded hash verifies
