@@ -1,8 +1,8 @@
 """The ways in, and how long a session lasts unused (ASVS 5.0 V6.1.3, V6.3.2, V6.3.4,
-V7.2.4, V7.3.1, V7.6.2): every authentication pathway is the documented one
+V7.2.4, V7.3.1, V7.5.2, V7.6.2): every authentication pathway is the documented one
 (SECURITY.md, "Authentication pathways"), no account exists that nobody created,
-registering signs nobody in, a login replaces the browser's session, and a session
-unused for the refresh token's lifetime is over."""
+registering signs nobody in, a login replaces the browser's session, a session unused
+for the refresh token's lifetime is over, and ending other sessions needs a fresh login."""
 
 from __future__ import annotations
 
@@ -178,3 +178,54 @@ async def test_a_login_ends_the_session_whose_cookie_it_carries_and_no_other(
     async with client_for(auth_app) as client:
         await client.login(account["email"])  # no cookie
     assert await elsewhere.me() == 200
+
+
+# ------------------------------------------- V7.5.2: ending sessions re-authenticates
+
+
+async def _age_login(app: BastionApp, device: Any, minutes: int) -> None:
+    """Make the login behind ``device``'s session ``minutes`` old."""
+    await app.services.db.execute(
+        "UPDATE sessions SET created_at = $1 WHERE id = $2",
+        datetime.now(UTC) - timedelta(minutes=minutes),
+        device.session_id,
+    )
+
+
+async def test_ending_other_sessions_needs_a_login_of_the_last_15_minutes(
+    auth_app: BastionApp, sign_in: SignIn, account: dict[str, Any]
+) -> None:
+    """Attacker: holds a token of an old session (a stolen laptop's refresh cookie keeps
+    it alive) and ends the owner's other sessions, locking them out of their own
+    account while it stays in. Defence: ending any session but the caller's own needs a
+    password checked in the last 15 minutes; refreshing does not count."""
+    stolen = await sign_in(account["email"], account["password"])
+    owner = await sign_in(account["email"], account["password"])
+    await _age_login(auth_app, stolen, minutes=16)
+    assert await stolen.refresh() == 200  # a refresh keeps the session, not the login, fresh
+
+    r = await stolen.client.delete(f"/api/auth/sessions/{owner.session_id}", headers=stolen.headers)
+    assert_problem(r, 403)
+    assert_problem(await stolen.client.post("/api/auth/logout-all", headers=stolen.headers), 403)
+    assert await owner.me() == 200
+    assert await stolen.me() == 200
+
+    # The owner signed in a minute ago: they may end the other session, and theirs lives.
+    await _age_login(auth_app, owner, minutes=1)
+    r = await owner.client.delete(f"/api/auth/sessions/{stolen.session_id}", headers=owner.headers)
+    assert r.status_code == 204
+    assert await stolen.me() == 401
+    assert await owner.me() == 200
+
+
+async def test_an_old_session_may_still_end_itself(
+    auth_app: BastionApp, sign_in: SignIn, account: dict[str, Any]
+) -> None:
+    """Ending one's own session is a logout, which never needs a password."""
+    device = await sign_in(account["email"], account["password"])
+    await _age_login(auth_app, device, minutes=60 * 24)
+    r = await device.client.delete(
+        f"/api/auth/sessions/{device.session_id}", headers=device.headers
+    )
+    assert r.status_code == 204
+    assert await device.me() == 401

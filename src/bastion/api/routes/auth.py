@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from bastion.api import attempts
-from bastion.api.deps import CurrentUser, Services, Svc
+from bastion.api.deps import CurrentUser, Principal, Services, Svc
 from bastion.api.errors import ApiError, json_response
 from bastion.api.openapi import problem_responses
 from bastion.api.password_context import password_context
@@ -52,6 +52,10 @@ def _refresh_cookie(value: str, max_age: int) -> str:
     )
 
 
+# How recent the login behind a session must be for it to end other sessions (ASVS
+# V7.5.2: ending sessions needs a fresh authentication, so that a stolen token cannot
+# end its victim's other sessions).
+REAUTH_WINDOW = 15 * 60
 CLEAR_REFRESH = _refresh_cookie("", 0) + "; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -346,8 +350,22 @@ async def logout(request: Request, services: Svc) -> Response:
     return _clear(Response(status_code=204, headers=NO_STORE))
 
 
-@router.post("/logout-all", status_code=204)
+async def _require_recent_login(services: Services, user: Principal) -> None:
+    """403 unless the caller's session was started by a login (a password checked) in
+    the last :data:`REAUTH_WINDOW` seconds; refreshes do not count."""
+    row = await sessions.get_session(services.db, session_id=user.session_id)
+    age = datetime.now(UTC) - row["created_at"] if row is not None else None
+    if age is None or age > timedelta(seconds=REAUTH_WINDOW):
+        raise ApiError(
+            403,
+            f"Sign in again to end other sessions: this one signed in more than"
+            f" {REAUTH_WINDOW // 60} minutes ago.",
+        )
+
+
+@router.post("/logout-all", status_code=204, responses=problem_responses(403))
 async def logout_all(request: Request, user: CurrentUser, services: Svc) -> Response:
+    await _require_recent_login(services, user)
     ended = await end_sessions(services, user_id=user.user_id, reason="logout-all")
     _session_ended(services, request, user.user_id, f"logout-all: {ended} session(s)")
     return _clear(Response(status_code=204, headers=NO_STORE))
@@ -370,11 +388,13 @@ async def list_sessions(user: CurrentUser, services: Svc) -> Response:
     return json_response({"items": items, "nextCursor": None}, headers=NO_STORE)
 
 
-@router.delete("/sessions/{session_id}", status_code=204)
+@router.delete("/sessions/{session_id}", status_code=204, responses=problem_responses(403, 404))
 async def delete_session(
     session_id: uuid.UUID, request: Request, user: CurrentUser, services: Svc
 ) -> Response:
     sid = str(session_id)
+    if sid != user.session_id:  # ending one's own session is a logout
+        await _require_recent_login(services, user)
     if not await end_session(
         services, user_id=user.user_id, session_id=sid, reason="deleted by user"
     ):
