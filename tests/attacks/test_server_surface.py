@@ -1,17 +1,21 @@
 """What the server shows an attacker who probes it rather than the API (ASVS 5.0 V4.1,
 V4.2.1, V13.4): the media type of every answer, no transparent redirect to HTTPS, no
 request smuggling through conflicting message lengths, no TRACE, no directory listing,
-no source control or source files served."""
+no source control or source files served, and what an error shows (V16.3.4, V16.5.1)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bastion.app import BastionApp
+from bastion.db import DatabaseUnavailable
 from tests.api.problem import assert_problem
 from tests.browser.live_server import live_server
 from tests.conftest import Client, client_for
@@ -185,3 +189,46 @@ def test_requests_with_conflicting_lengths_are_refused_and_smuggle_nothing(
     for name, answer in answers.items():
         assert _statuses(answer) == [b"400"], (name, answer[:500])
         assert b"connection: close" in answer.lower()
+
+
+# ---------------------------------------------------------- V16.3.4, V16.5.1: errors
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "logged"),
+    [
+        (RuntimeError("secret_sauce postgresql://bastion:hunter2@db/bastion"), 500, "unhandled"),
+        (DatabaseUnavailable("secret_sauce: connection refused"), 503, "unavailable"),
+    ],
+    ids=["bug", "database-down"],
+)
+async def test_an_unexpected_error_is_logged_and_answered_without_internals(
+    app: BastionApp,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    status: int,
+    logged: str,
+) -> None:
+    """A REST route that fails: the client gets a generic problem (no message, query,
+    URL or traceback), with the security headers; the log gets what happened."""
+    from bastion.api.routes import catalogue
+
+    async def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(catalogue.catalogue, "get_product", fail)
+    caplog.set_level(logging.ERROR, logger="bastion.api")
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        r = await client.get(f"/api/products/{uuid.uuid4()}")
+    assert_problem(r, status)
+    for internal in ("secret_sauce", "hunter2", "postgresql", "Traceback", type(error).__name__):
+        assert internal not in r.text
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-request-id"]
+    assert logged in caplog.text
+    if status == 503:
+        assert r.headers["retry-after"]
+    else:
+        assert any(record.exc_info for record in caplog.records)  # the traceback is kept
