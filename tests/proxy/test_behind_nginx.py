@@ -293,3 +293,9 @@ async def test_plain_http_is_redirected_and_other_hosts_get_no_answer(proxied: P
         for url in (proxied.nginx.http_url, proxied.nginx.https_url):
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.get(f"{url}/api/products", headers={"Host": "evil.example"})
+
+
+async def test_the_readiness_probe_is_not_served_to_the_public(connect: Connect) -> None:
+    client = connect()
+    assert (await client.get("/readyz")).status_code == 404
+    assert (await client.get("/healthz")).status_code == 200
