@@ -1,9 +1,9 @@
-"""Two ``bastion serve`` instances on PostgreSQL + Redis behind Debian's nginx running
-the deployment page's configuration (docs/nginx.conf), with ``BASTION_TRUSTED_PROXIES``
-naming nginx's address: every limit is exact across both instances, a session ended
-through one is refused by the other, a client cannot choose its own address with
-forwarding headers, and the security headers (a fresh CSP nonce each time) arrive as
-Bastion sent them.
+"""The deployment page's topology: two ``bastion serve`` instances behind Debian's nginx
+running its configuration (docs/nginx.conf), on Redis and on PostgreSQL through
+PgBouncer in transaction mode, with ``BASTION_TRUSTED_PROXIES`` naming nginx's
+address: every limit is exact across both instances, a session ended through one is
+refused by the other, a client cannot choose its own address with forwarding headers,
+and the security headers (a fresh CSP nonce each time) arrive as Bastion sent them.
 
 Clients connect to nginx from addresses of their own (127.0.0.10, 127.0.0.11, ...),
 nginx to the instances from 127.0.0.1. nginx's round robin sends consecutive requests
@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -35,7 +36,7 @@ from tests.auth.conftest import REFRESH_COOKIE
 from tests.conftest import PASSWORD, PG_URL, REDIS_URL
 from tests.databases import scratch_postgres
 from tests.proxy.nginx import HOST, Nginx
-from tests.servers import BastionServer, production_env
+from tests.servers import BastionServer, PgBouncer, production_env
 
 pytestmark = pytest.mark.requires_shared_backends
 
@@ -67,11 +68,14 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
     with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5) as r:
         r.flushdb()  # limits of an earlier run: this run's counts must start at zero
     tmp = tmp_path_factory.mktemp("behind-nginx")
+    upstream = urlsplit(PG_URL)
     with scratch_postgres(PG_URL, "bastion_nginx") as database:
+        bouncer = PgBouncer(f"{upstream.hostname or '127.0.0.1'}:{upstream.port or 5432}")
         env = {
             **production_env(),
             **LIMITS,
-            "BASTION_DATABASE_URL": database,
+            "BASTION_DATABASE_URL": bouncer.url(database),
+            "BASTION_DATABASE_PGBOUNCER": "true",
             "BASTION_REDIS_URL": REDIS_URL,
             "BASTION_TRUSTED_PROXIES": "127.0.0.1/32",
             "BASTION_ALLOWED_HOSTS": HOST,
@@ -80,6 +84,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
         servers = [BastionServer(tmp / name, env, name=name) for name in ("a", "b")]
         nginx = Nginx([f"127.0.0.1:{s.port}" for s in servers])
         try:
+            bouncer.start()
             for server in servers:
                 server.start()
             nginx.start()
@@ -88,6 +93,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
             nginx.destroy()
             for server in servers:
                 server.stop()
+            bouncer.destroy()
 
 
 class Peer(httpx.AsyncClient):
