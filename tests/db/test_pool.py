@@ -77,3 +77,14 @@ async def test_the_settings_shape_the_real_pool(
         assert timeout == ("7s" if database_route is None else "10s")
     finally:
         await db.close()
+
+
+@pytest.mark.requires_shared_backends
+async def test_the_app_opens_its_database_with_the_pool_settings(
+    start_app: Any, database_route: PgBouncer | None
+) -> None:
+    app = await start_app(database_pool_max=4, database_acquire_timeout=3)
+    db = app.services.db
+    assert isinstance(db, PostgresDatabase)
+    assert db.pool_config == PgPool(2, 4, pgbouncer=database_route is not None)
+    assert (db.timeouts.acquire, db.timeouts.statement) == (3, 10)
