@@ -93,7 +93,8 @@ async def _wipe(settings: Settings) -> None:
     if settings.database_url:
         import asyncpg
 
-        conn = await asyncpg.connect(settings.database_url)
+        # No named statements: the URL may be a PgBouncer in transaction mode.
+        conn = await asyncpg.connect(settings.database_url, statement_cache_size=0)
         try:
             exists = await conn.fetchval("SELECT to_regclass('users') IS NOT NULL")
             if exists:

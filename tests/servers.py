@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -303,4 +304,93 @@ class PostgresCluster:
             self.thaw()
         if self.running:
             self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class PgBouncer:
+    """A private PgBouncer on a free port, in transaction pooling mode, in front of the
+    PostgreSQL server at ``upstream`` (``host:port``): every database name is passed
+    through (``*``), every user is trusted, and each database/user pair gets at most
+    ``server_pool`` server connections, fewer than a Bastion pool holds, so that one
+    client connection's transactions really do land on different server connections.
+
+    New server connections run ``connect_query``: the session settings that Bastion
+    cannot send through PgBouncer (docs/deployment.md). PgBouncer refuses to run as
+    root; as root it runs as the ``postgres`` user.
+    """
+
+    CONNECT_QUERY = "SET statement_timeout = 10000; SET idle_in_transaction_session_timeout = 30000"
+
+    def __init__(self, upstream: str, *, server_pool: int = 3) -> None:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.access(binary, os.X_OK):
+            raise RuntimeError("pgbouncer is not installed; these tests need it")
+        self.binary = binary
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="bastion-pgbouncer-"))
+        self.log = self.root / "pgbouncer.log"
+        host, _, port = upstream.rpartition(":")
+        (self.root / "users.txt").write_text('"root" ""\n"postgres" ""\n')
+        (self.root / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host={host} port={port} connect_query='{self.CONNECT_QUERY}'\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {self.root / 'users.txt'}\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {server_pool}\n"
+            "max_client_conn = 500\n"
+            f"logfile = {self.log}\n"
+        )
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            for path in (self.root, *self.root.iterdir()):
+                shutil.chown(path, "postgres", "postgres")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, upstream_url: str) -> str:
+        """``upstream_url`` (a PostgreSQL URL on the upstream server), through PgBouncer."""
+        parts = urlsplit(upstream_url)
+        user = f"{parts.username}@" if parts.username else ""
+        return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{self.port}"))
+
+    def start(self) -> None:
+        user = ["-u", "postgres"] if self._as_postgres else []
+        self.process = subprocess.Popen(
+            [self.binary, *user, str(self.root / "pgbouncer.ini")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _accepts(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = self.log.read_text() if self.log.exists() else ""
+                self.stop()
+                raise RuntimeError(f"pgbouncer did not start on port {self.port}:\n{log}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def destroy(self) -> None:
+        self.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -265,3 +265,50 @@ def test_the_hash_concurrency_default_works_without_an_affinity_mask(
     assert load_settings().hash_concurrency == 3
     env.setenv("BASTION_HASH_CONCURRENCY", "2")
     assert load_settings().hash_concurrency == 2
+
+
+def test_the_database_pool_settings_are_read(env: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.database_pool_min, s.database_pool_max, s.database_pgbouncer) == (2, 10, False)
+    assert (s.database_statement_timeout, s.database_acquire_timeout) == (10, 10)
+    assert s.database_connect_timeout == 5
+    for name, value in {
+        "BASTION_DATABASE_POOL_MIN": "0",
+        "BASTION_DATABASE_POOL_MAX": "25",
+        "BASTION_DATABASE_PGBOUNCER": "true",
+        "BASTION_DATABASE_STATEMENT_TIMEOUT": "30",
+        "BASTION_DATABASE_ACQUIRE_TIMEOUT": "2",
+        "BASTION_DATABASE_CONNECT_TIMEOUT": "1m",
+    }.items():
+        env.setenv(name, value)
+    s = load_settings()
+    assert (s.database_pool_min, s.database_pool_max, s.database_pgbouncer) == (0, 25, True)
+    assert (s.database_statement_timeout, s.database_acquire_timeout) == (30, 2)
+    assert s.database_connect_timeout == 60
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BASTION_DATABASE_POOL_MIN", "-1"),
+        ("BASTION_DATABASE_POOL_MAX", "0"),
+        ("BASTION_DATABASE_POOL_MAX", "many"),
+        ("BASTION_DATABASE_PGBOUNCER", "perhaps"),
+        ("BASTION_DATABASE_STATEMENT_TIMEOUT", "0"),
+        ("BASTION_DATABASE_ACQUIRE_TIMEOUT", "soon"),
+        ("BASTION_DATABASE_CONNECT_TIMEOUT", "-5"),
+    ],
+)
+def test_a_bad_database_pool_setting_is_a_config_error_naming_it(
+    env: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    env.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"^{name}: "):
+        load_settings()
+
+
+def test_a_pool_minimum_above_its_maximum_is_refused(env: pytest.MonkeyPatch) -> None:
+    env.setenv("BASTION_DATABASE_POOL_MIN", "8")
+    env.setenv("BASTION_DATABASE_POOL_MAX", "4")
+    with pytest.raises(ConfigError, match=r"BASTION_DATABASE_POOL_MIN \(8\).*POOL_MAX \(4\)"):
+        load_settings()

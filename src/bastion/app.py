@@ -33,7 +33,7 @@ from bastion.api.routes import admin, auth, catalogue, health, orders, users
 from bastion.api.sessions import revocation_sync
 from bastion.api.shedding import MarkReturning, ShedAttempts
 from bastion.config import Settings, load_settings
-from bastion.db import DatabaseUnavailable, open_database
+from bastion.db import DatabaseUnavailable, open_configured
 from bastion.db import events as event_rows
 from bastion.db.migrations import migrate
 from bastion.security.asgi import Receive, Scope, Send
@@ -124,7 +124,7 @@ def build_services(settings: Settings, writer: EventWriter) -> Services:
     access = codec("access", access_keys, settings.access_ttl)
     return Services(
         settings=settings,
-        db=open_database(settings.effective_database_url),
+        db=open_configured(settings),
         store=store,
         hasher=PasswordHasher(
             HasherConfig(

@@ -70,10 +70,10 @@ def serve(
         raise typer.Exit(2)
 
     async def prepare() -> None:
-        from bastion.db import open_database
+        from bastion.db import open_configured
         from bastion.db.migrations import migrate
 
-        db = open_database(settings.effective_database_url)
+        db = open_configured(settings)
         try:
             applied = await migrate(db)
             for step in applied:
@@ -111,10 +111,10 @@ def migrate_cmd() -> None:
     settings = _settings()
 
     async def go() -> int:
-        from bastion.db import open_database
+        from bastion.db import open_configured
         from bastion.db.migrations import migrate
 
-        db = open_database(settings.effective_database_url)
+        db = open_configured(settings)
         try:
             return len(await migrate(db))
         finally:
@@ -130,11 +130,11 @@ def seed_demo_cmd() -> None:
     settings = _settings()
 
     async def go() -> tuple[int, int]:
-        from bastion.db import open_database
+        from bastion.db import open_configured
         from bastion.db.migrations import migrate
         from bastion.seed import seed_demo
 
-        db = open_database(settings.effective_database_url)
+        db = open_configured(settings)
         try:
             await migrate(db)
             return await seed_demo(db)
@@ -191,7 +191,7 @@ def users_create(
         raise typer.Exit(2)
 
     async def go() -> None:
-        from bastion.db import IntegrityConflict, open_database
+        from bastion.db import IntegrityConflict, open_configured
         from bastion.db.migrations import migrate
         from bastion.db.users import create_user
         from bastion.security.passwords import HasherConfig, PasswordHasher
@@ -203,7 +203,7 @@ def users_create(
                 parallelism=settings.argon2_parallelism,
             )
         )
-        db = open_database(settings.effective_database_url)
+        db = open_configured(settings)
         try:
             await migrate(db)
             await create_user(

@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     hash_concurrency: int = Field(default_factory=_cores, ge=1)
     hash_queue: int = Field(16, ge=0)
 
+    # The PostgreSQL pool of each worker process, and its waits (bastion.db.pool).
+    # Defaults measured in docs/deployment.md ("Pool size").
+    database_pool_min: int = Field(2, ge=0, le=1000)
+    database_pool_max: int = Field(10, ge=1, le=1000)
+    database_pgbouncer: bool = False
+    database_statement_timeout: DurationSetting = 10
+    database_acquire_timeout: DurationSetting = 10
+    database_connect_timeout: DurationSetting = 5
+
     # What one GraphQL query may cost (bastion.api.graphql.limits).
     graphql_max_depth: int = Field(6, ge=1, le=100)
     graphql_max_aliases: int = Field(15, ge=1, le=1000)
@@ -110,6 +119,15 @@ class Settings(BaseSettings):
                     )
             if self.access_secret == self.refresh_secret:
                 raise ValueError("BASTION_ACCESS_SECRET and BASTION_REFRESH_SECRET must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> Settings:
+        if self.database_pool_min > self.database_pool_max:
+            raise ValueError(
+                f"BASTION_DATABASE_POOL_MIN ({self.database_pool_min}) must not exceed"
+                f" BASTION_DATABASE_POOL_MAX ({self.database_pool_max})"
+            )
         return self
 
     @property

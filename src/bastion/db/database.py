@@ -14,11 +14,13 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
+
+from bastion.db.pool import PgPool, pool_arguments
 
 __all__ = [
     "Connection",
@@ -61,10 +63,13 @@ class Database(Connection, Protocol):
     async def close(self) -> None: ...
 
 
-def open_database(url: str) -> Database:
+def open_database(
+    url: str, *, pool: PgPool | None = None, timeouts: PgTimeouts | None = None
+) -> Database:
+    """The database of ``url``; ``pool`` and ``timeouts`` apply to PostgreSQL only."""
     scheme = urlsplit(url).scheme
     if scheme in ("postgresql", "postgres"):
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, pool=pool or PgPool(), timeouts=timeouts or PgTimeouts())
     if scheme == "sqlite":
         return SqliteDatabase(Path(url.removeprefix("sqlite:///").removeprefix("sqlite://")))
     raise ValueError(f"unsupported database URL scheme {scheme!r}; use sqlite:/// or postgresql://")
@@ -132,6 +137,13 @@ class PgTimeouts:
     ping: float = 2.0
     close: float = 5.0
 
+    def __post_init__(self) -> None:
+        for name in (f.name for f in fields(self)):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"the {name} timeout must be positive, not {getattr(self, name)}")
+        if self.command < self.statement:
+            raise ValueError("the command timeout must not be shorter than the statement timeout")
+
 
 class PostgresDatabase:
     dialect: Dialect = "postgresql"
@@ -140,13 +152,11 @@ class PostgresDatabase:
         self,
         url: str,
         *,
-        min_size: int = 2,
-        max_size: int = 10,
+        pool: PgPool | None = None,
         timeouts: PgTimeouts = PgTimeouts(),
     ) -> None:
         self.url = url
-        self._min = min_size
-        self._max = max_size
+        self.pool_config = pool or PgPool()
         self.timeouts = timeouts
         self._pool: Any = None
         self._lock = asyncio.Lock()
@@ -158,19 +168,10 @@ class PostgresDatabase:
             async with self._lock:
                 if self._pool is None:
                     try:
-                        timeouts = self.timeouts
                         self._pool = await asyncpg.create_pool(
                             self.url,
-                            min_size=self._min,
-                            max_size=self._max,
-                            timeout=timeouts.connect,
-                            # A timer on the connection's protocol (no task per query).
-                            command_timeout=timeouts.command,
                             reset=_reset,
-                            server_settings={
-                                "statement_timeout": str(int(timeouts.statement * 1000)),
-                                "idle_in_transaction_session_timeout": "30000",
-                            },
+                            **pool_arguments(self.pool_config, self.timeouts),
                         )
                     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                         raise DatabaseUnavailable(str(exc)) from exc
