@@ -231,9 +231,11 @@ def _clear(response: Response) -> Response:
 
 
 def _refresh_refused(
-    services: Services, request: Request, reason: str, user_id: str | None = None
+    services: Services, request: Request, reason: str | None, user_id: str | None = None
 ) -> ApiError:
-    services.events.emit("auth.token.rejected", request.scope, user_id=user_id, reason=reason)
+    """The 401 of a refresh; an ``auth.token.rejected`` event unless ``reason`` is None."""
+    if reason is not None:
+        services.events.emit("auth.token.rejected", request.scope, user_id=user_id, reason=reason)
     return ApiError(
         401,
         "The session has ended; sign in again.",
@@ -249,7 +251,9 @@ async def refresh(request: Request, services: Svc) -> Response:
     _refuse_cross_origin(services, request)
     token = request.cookies.get(REFRESH_COOKIE)
     if not token:
-        raise _refresh_refused(services, request, "no refresh cookie")
+        # No token was presented, so none was rejected: every visitor without a session
+        # whose page checks for one lands here. Not an event (it would drown real ones).
+        raise _refresh_refused(services, request, None)
     try:
         await services.store.ping()
     except StoreUnavailable:
