@@ -265,3 +265,17 @@ def test_the_hash_concurrency_default_works_without_an_affinity_mask(
     assert load_settings().hash_concurrency == 3
     env.setenv("BASTION_HASH_CONCURRENCY", "2")
     assert load_settings().hash_concurrency == 2
+
+
+def test_allowed_hosts_and_the_public_origin_are_read_from_the_environment(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("BASTION_ALLOWED_HOSTS", " shop.example.com, *.example.com:8443 ,")
+    env.setenv("BASTION_PUBLIC_ORIGIN", "HTTPS://Shop.Example.com:443/")
+    s = load_settings()
+    assert s.allowed_hosts == ["shop.example.com", "*.example.com:8443"]
+    assert s.public_origin == "https://shop.example.com"
+    env.setenv("BASTION_ALLOWED_HOSTS", "")
+    env.delenv("BASTION_PUBLIC_ORIGIN")
+    s = load_settings()
+    assert (s.allowed_hosts, s.public_origin) == ([], None)
