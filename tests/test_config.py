@@ -312,3 +312,15 @@ def test_a_pool_minimum_above_its_maximum_is_refused(env: pytest.MonkeyPatch) ->
     env.setenv("BASTION_DATABASE_POOL_MAX", "4")
     with pytest.raises(ConfigError, match=r"BASTION_DATABASE_POOL_MIN \(8\).*POOL_MAX \(4\)"):
         load_settings()
+def test_allowed_hosts_and_the_public_origin_are_read_from_the_environment(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("BASTION_ALLOWED_HOSTS", " shop.example.com, *.example.com:8443 ,")
+    env.setenv("BASTION_PUBLIC_ORIGIN", "HTTPS://Shop.Example.com:443/")
+    s = load_settings()
+    assert s.allowed_hosts == ["shop.example.com", "*.example.com:8443"]
+    assert s.public_origin == "https://shop.example.com"
+    env.setenv("BASTION_ALLOWED_HOSTS", "")
+    env.delenv("BASTION_PUBLIC_ORIGIN")
+    s = load_settings()
+    assert (s.allowed_hosts, s.public_origin) == ([], None)

@@ -2,9 +2,9 @@
 
 The request path runs outside-in through pure ASGI middleware, then FastAPI::
 
-    MarkReturning -> SecurityHeaders -> RequestId -> ClientIP -> RateLimit(global)
-        -> BodyLimit -> JsonOnly -> ShedAttempts -> CachedPages -> FastAPI (routes,
-        dependencies, problem details)
+    MarkReturning -> SecurityHeaders -> RequestId -> AllowedHosts -> ClientIP
+        -> RateLimit(global) -> BodyLimit -> JsonOnly -> ShedAttempts -> CachedPages
+        -> FastAPI (routes, dependencies, problem details)
 
 FastAPI's own error middleware sits inside the security layer, so even an unexpected
 error leaves with the security headers and a request id.
@@ -42,7 +42,9 @@ from bastion.security.client_ip import ClientIPConfig, ClientIPMiddleware, clien
 from bastion.security.events import FirstPerWindow, SecurityEventLog
 from bastion.security.guard import AttemptGuard, GuardConfig
 from bastion.security.headers import SecurityHeadersConfig, SecurityHeadersMiddleware
+from bastion.security.hosts import AllowedHostsConfig, AllowedHostsMiddleware
 from bastion.security.media_type import JsonOnlyMiddleware
+from bastion.security.origins import OriginPolicy
 from bastion.security.passwords import HasherConfig, PasswordHasher
 from bastion.security.ratelimit import RateLimitConfig, RateLimitMiddleware
 from bastion.security.request_id import RequestIdMiddleware
@@ -148,6 +150,7 @@ def build_services(settings: Settings, writer: EventWriter) -> Services:
                 key=_guard_key(settings),
             ),
         ),
+        origins=OriginPolicy(settings.public_origin, loopback=not settings.production),
     )
 
 
@@ -197,8 +200,27 @@ class BastionApp:
         await self._asgi(scope, receive, send)
 
 
+def _warn_about(settings: Settings) -> bool:
+    """Log what production is missing; whether the storefront is served."""
+    if not settings.production:
+        return True
+    if not settings.allowed_hosts:
+        logger.warning(
+            "BASTION_ALLOWED_HOSTS is empty: any Host header is answered; behind a proxy"
+            " or a cache, set it to the names the service is published under"
+        )
+    if settings.public_origin is None:
+        logger.warning(
+            "BASTION_PUBLIC_ORIGIN is not set: the storefront is not served and browser"
+            " calls to refresh and logout are refused; set it to the origin browsers use"
+        )
+        return False
+    return True
+
+
 def create_app(settings: Settings | None = None) -> BastionApp:
     settings = settings or load_settings()
+    storefront = _warn_about(settings)
     writer = EventWriter()
     services = build_services(settings, writer)
 
@@ -230,6 +252,9 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         docs_url=None,  # bastion.web.docs serves a page that keeps the CSP
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        # /api/orders/ is a 404 like any unknown path: a redirect would be built from
+        # the client's Host header (an open redirect, a poisoned cache).
+        redirect_slashes=False,
     )
     api.state.services = services
     api.state.events = services.events
@@ -239,10 +264,11 @@ def create_app(settings: Settings | None = None) -> BastionApp:
     for router in routers:
         api.include_router(router)
     install_openapi(api, routers)
-    from bastion.web import routes as web
+    if storefront:
+        from bastion.web import routes as web
 
-    api.include_router(web.router)
-    web.mount_static(api)
+        api.include_router(web.router)
+        web.mount_static(api)
     if docs:
         from bastion.web.docs import install_docs
 
@@ -279,6 +305,7 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         flag_for=revoked_flag,
     )
     asgi = ClientIPMiddleware(asgi, ClientIPConfig(tuple(settings.trusted_proxies)))
+    asgi = AllowedHostsMiddleware(asgi, AllowedHostsConfig(tuple(settings.allowed_hosts)))
     asgi = RequestIdMiddleware(asgi)
     asgi = SecurityHeadersMiddleware(
         # Plain-HTTP development on loopback: upgrading would break the storefront.

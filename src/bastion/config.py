@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bastion.security.hosts import AllowedHostsConfig
 from bastion.security.limits import Rate, parse_duration, parse_rate
+from bastion.security.origins import parse_origin
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -42,6 +44,18 @@ def _networks(value: Any) -> Any:
             ipaddress.ip_network(p.strip(), strict=False) for p in value.split(",") if p.strip()
         ]
     return value
+
+
+def _hosts(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [p.strip() for p in value.split(",") if p.strip()]
+    if isinstance(value, list | tuple):
+        AllowedHostsConfig(tuple(value))  # raises ValueError naming a bad entry
+    return value
+
+
+def _origin(value: Any) -> Any:
+    return parse_origin(value) if isinstance(value, str) and value else value or None
 
 
 def _cores() -> int:
@@ -79,6 +93,10 @@ class Settings(BaseSettings):
     lockout: RateSetting = Rate(5, 900)
     trusted_proxies: Annotated[list[Network], NoDecode, BeforeValidator(_networks)] = []
     max_body_bytes: int = Field(10240, ge=256, le=64 * 1024 * 1024)
+    # Host names the service answers to (bastion.security.hosts); empty: any.
+    allowed_hosts: Annotated[list[str], NoDecode, BeforeValidator(_hosts)] = []
+    # The origin browsers load the storefront from (bastion.security.origins).
+    public_origin: Annotated[str | None, BeforeValidator(_origin)] = None
 
     # OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane.
     argon2_memory_kib: int = Field(19456, ge=8)

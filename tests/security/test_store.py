@@ -110,6 +110,15 @@ async def test_flags_are_seen_with_a_hit_and_expire(store: Store) -> None:
     assert not await store.has_flag("f")
 
 
+@pytest.mark.parametrize("second_ttl", [0.2, 60])
+async def test_raising_a_flag_again_keeps_the_later_expiry(store: Store, second_ttl: float) -> None:
+    # A revocation flag shortened by a later, shorter one would let revoked tokens back in.
+    await store.set_flag("f", ttl=0.2 if second_ttl == 60 else 60)
+    await store.set_flag("f", ttl=second_ttl)
+    await asyncio.sleep(0.3)
+    assert await store.has_flag("f")
+
+
 async def test_a_guard_attempt_touches_one_redis_cluster_slot(shared_redis_url: str) -> None:
     raw = aioredis.Redis.from_url(shared_redis_url)
     await raw.flushdb()

@@ -16,6 +16,7 @@ from bastion.db import Database
 from bastion.security.events import SecurityEventLog
 from bastion.security.exceptions import InvalidToken
 from bastion.security.guard import AttemptGuard
+from bastion.security.origins import OriginPolicy
 from bastion.security.passwords import PasswordHasher
 from bastion.security.ratelimit import FLAGGED_KEY
 from bastion.security.token_cache import VerifiedTokenCache
@@ -69,6 +70,7 @@ class Services:
     verified: VerifiedTokenCache = field(default_factory=VerifiedTokenCache)
     revocations: RevocationState = field(default_factory=RevocationState)
     returning: ReturningLogins = field(default_factory=ReturningLogins)
+    origins: OriginPolicy = field(default_factory=OriginPolicy)
 
 
 @dataclass(frozen=True, slots=True)

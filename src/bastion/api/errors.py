@@ -9,6 +9,7 @@ to the log, never to the client.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -144,8 +145,22 @@ async def _validation_handler(request: Request, exc: Exception) -> Response:
     if any(e.get("loc", ("",))[0] == "path" for e in errors):
         return problem(404, "No such resource.")
     details = validation_errors(errors)
-    _reject(request, "invalid fields: " + ", ".join(d["pointer"] for d in details[:10]))
+    _reject(request, "invalid fields: " + ", ".join(dict.fromkeys(_named(e) for e in errors[:10])))
     return problem(400, "The request is invalid.", errors=details)
+
+
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+
+
+def _named(error: Mapping[str, Any]) -> str:
+    """The pointer of a rejected field for the security event, naming only what the
+    schema declares: a key the client made up (an unknown field, which can be anything,
+    a secret or a flood of text included) is ``*``."""
+    loc = list(error.get("loc", ()))
+    if error.get("type") == "extra_forbidden" and loc:
+        loc[-1] = "*"
+    parts = [p if isinstance(p, int) or _FIELD_NAME.fullmatch(str(p)) else "*" for p in loc]
+    return pointer(parts) if parts else "#/"
 
 
 def _reject(request: Request, reason: str) -> None:

@@ -109,8 +109,20 @@ _INITIAL = _both(
     "CREATE INDEX security_events_by_time ON security_events (ts DESC, id DESC)",
 )
 
+# The catalogue's order (bastion.db.catalogue): name without ASCII case, then id.
+_PRODUCTS_BY_NAME = (
+    ('CREATE INDEX products_by_name ON products ((lower(name COLLATE "C")), id) WHERE active',),
+    ("CREATE INDEX products_by_name ON products (lower(name), id) WHERE active",),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", postgresql=_INITIAL[0], sqlite=_INITIAL[1]),
+    Migration(
+        2,
+        "products by name",
+        postgresql=_PRODUCTS_BY_NAME[0],
+        sqlite=_PRODUCTS_BY_NAME[1],
+    ),
 )
 
 _VERSIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (

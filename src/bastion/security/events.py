@@ -157,8 +157,8 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 # At most 10 characters: shorter than any password the service accepts (12).
 _FIRST_SEGMENT = re.compile(r"^/[a-z][a-z0-9-]{0,9}(?=/|$)")
-# Client input quoted in a reason (an algorithm named in a forged token, say): short
-# words are kept, anything long enough to be a secret is not.
+# Reasons are fixed text (Bastion's own never quote a client); a caller's reason that
+# quotes something anyway keeps short words only, never one long enough to be a secret.
 _QUOTED = re.compile(r"(?<![\w'\"])(?:'[^'\n]{9,}'|\"[^\"\n]{9,}\")(?![\w'\"])")
 
 

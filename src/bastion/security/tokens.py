@@ -11,14 +11,41 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jwt
 
 from bastion.security.exceptions import InvalidToken
 from bastion.security.secret import Secret
 
-__all__ = ["TokenCodec", "TokenConfig"]
+__all__ = ["TOKEN_REASONS", "TokenCodec", "TokenConfig", "TokenReason"]
+
+# Every reason :meth:`TokenCodec.verify` gives, fixed text: what a client put in its token
+# (an ``alg``, a ``typ``, a claim's name) never reaches a security event.
+TokenReason = Literal[
+    "malformed token",
+    "algorithm not accepted",
+    "token header names its own key material",
+    "unknown key id",
+    "bad signature",
+    "wrong audience",
+    "wrong issuer",
+    "missing claim",
+    "token rejected",
+    "wrong token type",
+    "sub and jti must be strings",
+    "exp and iat must be integers",
+    "token expired",
+    "token issued in the future",
+]
+TOKEN_REASONS: tuple[str, ...] = get_args(TokenReason)
+_PYJWT_REASONS: tuple[tuple[type[jwt.PyJWTError], TokenReason], ...] = (
+    (jwt.InvalidSignatureError, "bad signature"),
+    (jwt.InvalidAudienceError, "wrong audience"),
+    (jwt.InvalidIssuerError, "wrong issuer"),
+    (jwt.MissingRequiredClaimError, "missing claim"),
+    (jwt.DecodeError, "malformed token"),
+)
 
 _HMAC = frozenset({"HS256", "HS384", "HS512"})
 # Header parameters that would let a token choose its own key or its own rules.
@@ -48,6 +75,14 @@ class TokenConfig:
             raise ValueError("ttl must be positive")
         if len({k.key_id for k in self.keys}) != len(self.keys):
             raise ValueError("the same key is listed twice")
+
+
+def _rejected(reason: TokenReason) -> InvalidToken:
+    return InvalidToken(reason)
+
+
+def _pyjwt_reason(exc: jwt.PyJWTError) -> TokenReason:
+    return next((r for kind, r in _PYJWT_REASONS if isinstance(exc, kind)), "token rejected")
 
 
 class TokenCodec:
@@ -85,19 +120,20 @@ class TokenCodec:
         return token, payload
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The verified claims. Raises :class:`InvalidToken` (with a ``reason``)."""
+        """The verified claims. Raises :class:`InvalidToken`, whose ``reason`` is one of
+        :data:`TOKEN_REASONS`."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise InvalidToken("malformed token") from None
+            raise _rejected("malformed token") from None
         if header.get("alg") != self.config.algorithm:
-            raise InvalidToken(f"algorithm {header.get('alg')!r} is not accepted")
+            raise _rejected("algorithm not accepted")
         if _FORBIDDEN_HEADERS.intersection(header):
-            raise InvalidToken("token header names its own key material")
+            raise _rejected("token header names its own key material")
         kid = header.get("kid")
         key = self._by_kid.get(kid) if isinstance(kid, str) else None
         if key is None:
-            raise InvalidToken("unknown key id")
+            raise _rejected("unknown key id")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -116,19 +152,17 @@ class TokenCodec:
                 },
             )
         except jwt.PyJWTError as exc:
-            raise InvalidToken(f"token rejected: {type(exc).__name__}") from None
+            raise _rejected(_pyjwt_reason(exc)) from None
         if claims.get("typ") != self.config.typ:
-            raise InvalidToken(
-                f"token of type {claims.get('typ')!r} where {self.config.typ!r} is required"
-            )
+            raise _rejected("wrong token type")
         if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("jti"), str):
-            raise InvalidToken("sub and jti must be strings")
+            raise _rejected("sub and jti must be strings")
         exp, iat = claims["exp"], claims["iat"]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (exp, iat)):
-            raise InvalidToken("exp and iat must be integers")
+            raise _rejected("exp and iat must be integers")
         now = self.config.clock()
         if exp <= now - self.config.leeway:
-            raise InvalidToken("token expired")
+            raise _rejected("token expired")
         if iat > now + self.config.leeway:
-            raise InvalidToken("token issued in the future")
+            raise _rejected("token issued in the future")
         return claims

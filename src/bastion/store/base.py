@@ -98,7 +98,8 @@ class Store(Protocol):
         ...
 
     async def set_flag(self, key: str, *, ttl: float) -> None:
-        """Raise a flag that disappears after ``ttl`` seconds."""
+        """Raise a flag that disappears after ``ttl`` seconds, or later: a flag already
+        up keeps its expiry when that is the later one (never shortened)."""
         ...
 
     async def has_flag(self, key: str) -> bool: ...

@@ -90,6 +90,16 @@ return {tonumber(v[1]) or 0, e - now, e}
 """
 
 
+# KEYS[1]: the flag; ARGV[1]: its lifetime in ms. Raising a flag again never shortens
+# it: the later expiry wins (PTTL is -2 for no key, -1 for a flag that never expires).
+_SET_FLAG = """
+local left = redis.call('PTTL', KEYS[1])
+if left == -1 or left >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+return 1
+"""
+
+
 def _key(name: str) -> str:
     if name.startswith("{") and name.find("}") > 1:
         return f"bastion:{name}"
@@ -123,6 +133,7 @@ class RedisStore:
         "_peek",
         "_probing",
         "_redis",
+        "_set_flag",
         "_take",
     )
 
@@ -137,6 +148,7 @@ class RedisStore:
         self._take = client.register_script(_TAKE)
         self._give_back = client.register_script(_GIVE_BACK)
         self._peek = client.register_script(_PEEK)
+        self._set_flag = client.register_script(_SET_FLAG)
         self._cooldown = cooldown
         self._clock = clock
         self._open_until = 0.0
@@ -241,7 +253,8 @@ class RedisStore:
         await self.give_back(reset=[key])
 
     async def set_flag(self, key: str, *, ttl: float) -> None:
-        await self._call(lambda: self._redis.set(_key(key), b"1", px=max(1, int(ttl * 1000))))
+        ms = max(1, int(ttl * 1000))
+        await self._call(lambda: self._set_flag(keys=[_key(key)], args=[ms]))
 
     async def has_flag(self, key: str) -> bool:
         return bool(await self._call(lambda: self._redis.exists(_key(key))))

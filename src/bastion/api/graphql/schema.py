@@ -29,7 +29,13 @@ from strawberry.types import ExecutionContext
 from bastion.api.deps import Principal, Services
 from bastion.api.errors import ApiError
 from bastion.api.graphql.limits import GraphQLLimits
-from bastion.api.pagination import decode_cursor, encode_cursor
+from bastion.api.pagination import (
+    PRODUCT_CURSOR,
+    decode_cursor,
+    decode_product_cursor,
+    encode_cursor,
+    product_cursor,
+)
 from bastion.db import catalogue, orders, users
 from bastion.db.database import Row
 from bastion.security.exceptions import InvalidToken
@@ -86,7 +92,7 @@ class Context:
         async def load_pages(keys: list[PageKey]) -> Sequence[list[Row]]:
             return [
                 await catalogue.list_products(
-                    db, after=decode_cursor(after, str)[0] if after else None, limit=first
+                    db, after=decode_product_cursor(after) if after else None, limit=first
                 )
                 for first, after in keys
             ]
@@ -122,7 +128,7 @@ def _check_first(first: int, limits: GraphQLLimits) -> None:
         )
 
 
-def _check_cursor(after: str | None, *kinds: type) -> None:
+def _check_cursor(after: str | None, *kinds: type | str) -> None:
     if not after:  # as on REST, an empty cursor is no cursor: the first page
         return
     try:
@@ -150,7 +156,7 @@ class Product:
             name=row["name"],
             price_cents=row["price_cents"],
             currency=row["currency"],
-            cursor=encode_cursor(row["id"]),
+            cursor=product_cursor(row),
         )
 
 
@@ -265,10 +271,11 @@ class Query:
     async def products(
         self, info: Info, first: int = 20, after: str | None = None
     ) -> list[Product]:
-        """The catalogue in a stable order, ``first`` products after the cursor; public."""
+        """The catalogue by name (ASCII case aside), then id, as on REST: ``first``
+        products after the cursor; public."""
         context = info.context
         _check_first(first, context.limits)
-        _check_cursor(after, str)
+        _check_cursor(after, *PRODUCT_CURSOR)
         rows = await context.catalogue.load((first, after))
         return [Product.from_row(r) for r in rows]
 

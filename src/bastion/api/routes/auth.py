@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -246,23 +245,12 @@ async def services_start(
     )
 
 
-def _same_origin(request: Request) -> bool:
-    """No ``Origin``, or one naming this very host (scheme aside: TLS may end at a proxy;
-    the proxy must pass ``Host`` through). ``Origin: null`` is another origin."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    host = request.headers.get("host", "")
-    return urlsplit(origin).netloc.lower() == host.lower() and host != ""
-
-
 def _refuse_cross_origin(services: Services, request: Request) -> None:
-    """Beside ``SameSite=Strict``: a cookie-authenticated call from another site's page
-    gets 403, whatever cookie it carries."""
-    if not _same_origin(request):
-        services.events.emit(
-            "authz.denied", request.scope, reason=f"cross-origin {request.url.path}"
-        )
+    """Beside ``SameSite=Strict``: a cookie-authenticated call whose ``Origin`` is not
+    the configured public origin gets 403, whatever cookie it carries (the rule:
+    :class:`bastion.security.origins.OriginPolicy`; ``Host`` plays no part)."""
+    if not services.origins.allows(request.headers.get("origin")):
+        services.events.emit("authz.denied", request.scope, reason="cross-origin cookie call")
         raise ApiError(403, "Cross-origin requests are not allowed here.")
 
 
@@ -272,9 +260,11 @@ def _clear(response: Response) -> Response:
 
 
 def _refresh_refused(
-    services: Services, request: Request, reason: str, user_id: str | None = None
+    services: Services, request: Request, reason: str | None, user_id: str | None = None
 ) -> ApiError:
-    services.events.emit("auth.token.rejected", request.scope, user_id=user_id, reason=reason)
+    """The 401 of a refresh; an ``auth.token.rejected`` event unless ``reason`` is None."""
+    if reason is not None:
+        services.events.emit("auth.token.rejected", request.scope, user_id=user_id, reason=reason)
     return ApiError(
         401,
         "The session has ended; sign in again.",
@@ -290,7 +280,9 @@ async def refresh(request: Request, services: Svc) -> Response:
     _refuse_cross_origin(services, request)
     token = request.cookies.get(REFRESH_COOKIE)
     if not token:
-        raise _refresh_refused(services, request, "no refresh cookie")
+        # No token was presented, so none was rejected: every visitor without a session
+        # whose page checks for one lands here. Not an event (it would drown real ones).
+        raise _refresh_refused(services, request, None)
     try:
         await services.store.ping()
     except StoreUnavailable:

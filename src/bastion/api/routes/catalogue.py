@@ -14,7 +14,13 @@ from starlette.responses import Response
 
 from bastion.api.deps import Svc
 from bastion.api.errors import ApiError, json_response
-from bastion.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from bastion.api.pagination import (
+    DEFAULT_LIMIT,
+    Limit,
+    ProductCursor,
+    decode_product_cursor,
+    product_cursor,
+)
 from bastion.api.schemas import Page, ProductOut, product_out
 from bastion.db import catalogue
 
@@ -23,19 +29,21 @@ router = APIRouter(prefix="/api/products", tags=["catalogue"])
 
 @router.get("", response_model=Page[ProductOut])
 async def list_products(
-    services: Svc, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    services: Svc, limit: Limit = DEFAULT_LIMIT, cursor: ProductCursor = None
 ) -> Response:
+    """Active products by name (ASCII case aside), then id; ``nextCursor`` continues
+    after the page's last product, whatever is added before or after it meanwhile."""
     cached = services.catalogue_pages.get((cursor, limit))
     if cached is not None:
         return Response(cached, media_type="application/json")
-    after = decode_cursor(cursor, str)[0] if cursor else None
+    after = decode_product_cursor(cursor) if cursor else None
     rows = await catalogue.list_products(services.db, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     response = json_response(
         {
             "items": [product_out(r) for r in rows],
-            "nextCursor": encode_cursor(rows[-1]["id"]) if more else None,
+            "nextCursor": product_cursor(rows[-1]) if more else None,
         }
     )
     services.catalogue_pages.put((cursor, limit), bytes(response.body))
