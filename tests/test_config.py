@@ -312,6 +312,8 @@ def test_a_pool_minimum_above_its_maximum_is_refused(env: pytest.MonkeyPatch) ->
     env.setenv("BASTION_DATABASE_POOL_MAX", "4")
     with pytest.raises(ConfigError, match=r"BASTION_DATABASE_POOL_MIN \(8\).*POOL_MAX \(4\)"):
         load_settings()
+
+
 def test_allowed_hosts_and_the_public_origin_are_read_from_the_environment(
     env: pytest.MonkeyPatch,
 ) -> None:
