@@ -80,4 +80,4 @@ def instrument(
                     sample(metrics, services, pending)
 
     api.router.lifespan_context = lifespan
-    return RecordRequests(asgi, metrics, api.routes)
+    return RecordRequests(asgi, metrics, api)

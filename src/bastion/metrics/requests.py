@@ -7,7 +7,8 @@ refusals sent before routing included (429, 413, shed 503s). It wraps neither
 is after its last ``send``.
 
 The route is the template of the route that answered (``scope["route"]``, set by the
-router), else the template a path would reach (refusals sent before routing), else
+router), else the template the path would reach (refusals and cached pages sent
+before routing), else
 :data:`UNMATCHED`: a raw path never becomes a label. The metric children are bound once
 per (route, method, status) and looked up in nested dicts, so a request allocates no
 label tuple.
@@ -15,16 +16,21 @@ label tuple.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
-from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.metrics.registry import Metrics
 from bastion.security.asgi import ASGIApp, Receive, Scope, Send
 from bastion.security.request_id import RESPONSE_STATUS_KEY
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 __all__ = ["METHODS", "UNMATCHED", "RecordRequests", "RouteTemplates"]
+
+logger = logging.getLogger("bastion.metrics")
 
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -32,27 +38,42 @@ OTHER_METHOD = "OTHER"
 
 
 class RouteTemplates:
-    """The template a path matches among ``routes`` (Starlette routes, their own compiled
-    regexes): a dict lookup for templates without parameters, a scan for the others."""
+    """The template a path would reach among an app's routes: the OpenAPI paths (every
+    API route, whatever router holds it) and the app's own top-level routes and mounts.
+    Compiled on first use (the routes are all in place by then): a dict lookup for
+    templates without parameters, a scan of the others."""
 
-    __slots__ = ("_exact", "_patterns")
+    __slots__ = ("_api", "_exact", "_patterns")
 
-    def __init__(self, routes: Iterable[Any]) -> None:
-        self._exact: dict[str, str] = {}
+    def __init__(self, api: FastAPI) -> None:
+        self._api = api
+        self._exact: dict[str, str] | None = None
         self._patterns: list[tuple[re.Pattern[str], str]] = []
-        for route in routes:
-            path, regex = getattr(route, "path", None), getattr(route, "path_regex", None)
-            if not isinstance(path, str) or regex is None:
-                continue
+
+    def _compile(self) -> dict[str, str]:
+        exact: dict[str, str] = {}
+        try:
+            paths = list(self._api.openapi().get("paths", {}))
+        except Exception:  # a metric must never fail a request over a name
+            logger.exception("cannot list the API's routes for the metrics")
+            paths = []
+        for path in sorted(paths, key=lambda p: (p.count("{"), p)):
             if "{" in path:
-                self._patterns.append((regex, path))
+                pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
+                self._patterns.append((re.compile(f"^{pattern}$"), path))
             else:
-                self._exact.setdefault(path, path)
-                if getattr(route, "routes", None) is not None:  # a Mount: /static/...
-                    self._patterns.append((regex, path))
+                exact[path] = path
+        for route in self._api.routes:  # top-level routes and mounts (/static)
+            own, compiled = getattr(route, "path", None), getattr(route, "path_regex", None)
+            if isinstance(own, str) and isinstance(compiled, re.Pattern):
+                exact.setdefault(own, own)
+                self._patterns.append((compiled, own))
+        self._exact = exact
+        return exact
 
     def __call__(self, path: str) -> str:
-        found = self._exact.get(path)
+        exact = self._exact if self._exact is not None else self._compile()
+        found = exact.get(path)
         if found is not None:
             return found
         for regex, template in self._patterns:
@@ -66,10 +87,10 @@ class RecordRequests:
 
     __slots__ = ("_children", "_metrics", "_templates", "app")
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Iterable[Any]) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, api: FastAPI) -> None:
         self.app = app
         self._metrics = metrics
-        self._templates = RouteTemplates(routes)
+        self._templates = RouteTemplates(api)
         # route -> method -> status -> (request counter, latency histogram)
         self._children: dict[str, dict[str, dict[int, tuple[Any, Any]]]] = {}
 
