@@ -37,6 +37,9 @@ class MeteredStore:
         self.inner = inner
         self._errors = errors
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # anything beyond the protocol: the backend's
+
     @property
     def circuit_open(self) -> bool:
         return circuit_open(self.inner)
