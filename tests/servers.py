@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
@@ -29,6 +29,8 @@ import httpx
 BASTION = Path(sys.executable).with_name("bastion")
 # Cheap Argon2, as everywhere in the tests; limits are the caller's to set.
 FAST_HASH_ENV = {"BASTION_ARGON2_MEMORY_KIB": "1024", "BASTION_ARGON2_TIME_COST": "1"}
+# Stopping (SIGTERM) without the production drain, unless a test asks for one.
+FAST_STOP_ENV = {"BASTION_SHUTDOWN_DRAIN": "0"}
 
 
 def free_port() -> int:
@@ -117,19 +119,28 @@ class BastionServer:
     """``bastion serve`` on 127.0.0.1, run from ``cwd`` (where SQLite's ``var/`` lives).
 
     The environment is the test process's without any ``BASTION_*`` variable, plus
-    cheap Argon2, plus ``env``. The port is chosen once: :meth:`start` after
-    :meth:`stop` or :meth:`kill` serves on the same one. Output goes to ``cwd/name.log``.
+    cheap Argon2 and no shutdown drain, plus ``env``. ``args`` go to ``serve`` too
+    (``--workers``). The port is chosen once: :meth:`start` after :meth:`stop` or
+    :meth:`kill` serves on the same one. Output goes to ``cwd/name.log``.
     """
 
     def __init__(
-        self, cwd: Path, env: Mapping[str, str] | None = None, *, name: str = "server"
+        self,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        name: str = "server",
+        args: Sequence[str] = (),
     ) -> None:
         self.cwd = cwd
+        self.args = tuple(args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"{name}.log"
         self.environ = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-        self.environ.update({**FAST_HASH_ENV, **(env or {}), "PYTHONUNBUFFERED": "1"})
+        self.environ.update(
+            {**FAST_HASH_ENV, **FAST_STOP_ENV, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -153,7 +164,15 @@ class BastionServer:
         self.cwd.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [str(BASTION), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [
+                    str(BASTION),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    *self.args,
+                ],
                 cwd=self.cwd,
                 env=self.environ,
                 stdin=subprocess.DEVNULL,

@@ -190,3 +190,50 @@ def test_serve_tunes_the_garbage_collector_in_its_worker(tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["700", "True", "True"]
+
+
+def test_version_prints_the_package_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = run(tmp_path, "--version", db_url=None)
+    assert result.returncode == 0, said(result)
+    assert result.stdout == f"bastion {version('bastion')}\n"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "0.0.0.0:{port}", "localhost:{port}"])
+def test_serve_refuses_metrics_on_the_api_address(tmp_path: Path, address: str) -> None:
+    result = run(
+        tmp_path,
+        "serve",
+        "--port",
+        "18765",
+        db_url=None,
+        BASTION_METRICS_ADDRESS=address.format(port=18765),
+    )
+    assert result.returncode == 2, said(result)
+    assert "must not be the API's own address" in said(result)
+
+
+def test_a_bad_metrics_address_stops_serve_naming_the_variable(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", db_url=None, BASTION_METRICS_ADDRESS="metrics.internal")
+    assert result.returncode == 2
+    assert "BASTION_METRICS_ADDRESS" in said(result)
+
+
+def test_without_a_metrics_address_the_app_has_no_metrics_at_all(tmp_path: Path) -> None:
+    # A process of its own: the test process may have imported prometheus-client already.
+    code = (
+        "import sys\n"
+        "from bastion.app import create_app\n"
+        "from bastion.config import load_settings\n"
+        f"app = create_app(load_settings(var_dir={str(tmp_path)!r}))\n"
+        "from bastion.api.shedding import MarkReturning\n"
+        "assert app.services.metrics is None\n"
+        "assert type(app._asgi) is MarkReturning, type(app._asgi)\n"
+        "assert 'prometheus_client' not in sys.modules\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

@@ -19,7 +19,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -53,6 +53,9 @@ from bastion.security.token_cache import VerifiedTokenCache
 from bastion.security.tokens import TokenCodec, TokenConfig
 from bastion.store import Hit, open_store
 from bastion.tasks import stop
+
+if TYPE_CHECKING:
+    from bastion.metrics.registry import Metrics
 
 __all__ = ["BastionApp", "create_app", "create_served_app"]
 
@@ -103,8 +106,24 @@ def _secret_list(current: Any, previous: Any) -> list[Secret]:
     return keys
 
 
-def build_services(settings: Settings, writer: EventWriter) -> Services:
+def _metrics(settings: Settings) -> Metrics | None:
+    """The app's metrics when ``BASTION_METRICS_ADDRESS`` is set; imported only then."""
+    if settings.metrics_address is None:
+        return None
+    from bastion.metrics.registry import Metrics
+
+    return Metrics()
+
+
+def build_services(
+    settings: Settings, writer: EventWriter, metrics: Metrics | None = None
+) -> Services:
     store = open_store(settings.redis_url)
+    db = open_configured(settings)
+    if metrics is not None:  # count their failures
+        from bastion.metrics.dependencies import metered_database, metered_store
+
+        store, db = metered_store(store, metrics), metered_database(db, metrics)
     access_keys = _secret_list(settings.access_secret, settings.access_secret_previous)
     refresh_keys = _secret_list(settings.refresh_secret, settings.refresh_secret_previous)
     # The device-cookie key is derived from the refresh secret: one secret fewer to run.
@@ -126,7 +145,7 @@ def build_services(settings: Settings, writer: EventWriter) -> Services:
     access = codec("access", access_keys, settings.access_ttl)
     return Services(
         settings=settings,
-        db=open_configured(settings),
+        db=db,
         store=store,
         hasher=PasswordHasher(
             HasherConfig(
@@ -151,6 +170,7 @@ def build_services(settings: Settings, writer: EventWriter) -> Services:
             ),
         ),
         origins=OriginPolicy(settings.public_origin, loopback=not settings.production),
+        metrics=metrics,
     )
 
 
@@ -222,7 +242,7 @@ def create_app(settings: Settings | None = None) -> BastionApp:
     settings = settings or load_settings()
     storefront = _warn_about(settings)
     writer = EventWriter()
-    services = build_services(settings, writer)
+    services = build_services(settings, writer, _metrics(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -279,6 +299,8 @@ def create_app(settings: Settings | None = None) -> BastionApp:
     refusals = FirstPerWindow()
 
     async def on_exceeded(scope: Scope, name: str, hit: Hit) -> None:
+        if services.metrics is not None:
+            services.metrics.refused("global")
         # One event per client and window, not one per refused request.
         earlier = refusals.first(f"{name}:{rate_key(client_ip(scope))}", hit.window)
         if earlier is None:
@@ -313,6 +335,10 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         SecurityHeadersConfig(upgrade_insecure_requests=settings.production),
     )
     asgi = MarkReturning(asgi, services, path="/api/auth/login", cookie=auth.DEVICE_COOKIE)
+    if services.metrics is not None:  # off: no layer at all
+        from bastion.metrics.instrument import instrument
+
+        asgi = instrument(api, asgi, services, pending=lambda: len(writer.pending))
     return BastionApp(api, asgi, services)
 
 
@@ -322,7 +348,8 @@ GC_YOUNG_THRESHOLD = 20_000
 
 def create_served_app() -> BastionApp:
     """:func:`create_app` for ``bastion serve`` (called in each worker process), with the
-    garbage collector tuned for a long-running server.
+    garbage collector tuned for a long-running server, and SIGTERM draining the worker
+    before it stops (:mod:`bastion.shutdown`).
 
     A request allocates thousands of short-lived objects that reference counting frees
     at once; CPython's default still runs a young-generation collection every 700
@@ -331,6 +358,9 @@ def create_served_app() -> BastionApp:
     collection, and young collections run about thirty times less often: a few
     megabytes of garbage more between them, no change to what is freed."""
     app = create_app()
+    from bastion.shutdown import drain_on_sigterm
+
+    drain_on_sigterm(app.fastapi, app.services, drain=app.services.settings.shutdown_drain)
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)

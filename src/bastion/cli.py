@@ -1,19 +1,24 @@
-"""``bastion``: serve, migrate, seed-demo, users."""
+"""``bastion``: serve, migrate, seed-demo, users, ``--version``."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import ipaddress
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
+from bastion import __version__
 from bastion.config import ConfigError, Settings, load_settings
 
 T = TypeVar("T")
@@ -23,6 +28,24 @@ app = typer.Typer(
 users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"bastion {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Bastion: a secure-by-default orders API."""
 
 
 def _settings() -> Settings:
@@ -81,8 +104,57 @@ def serve(
         finally:
             await db.close()
 
+    metrics = settings.metrics_address
+    if metrics is not None and metrics[1] == port and _overlap(metrics[0], host):
+        console.print(
+            "[bold red]refusing to start:[/] BASTION_METRICS_ADDRESS must not be the API's "
+            "own address: metrics are never served to the API's clients."
+        )
+        raise typer.Exit(2)
     _run(prepare)
     console.print(f"Bastion on http://{host}:{port} ({_describe(settings)}, {workers} worker(s))")
+    # uvicorn re-raises the SIGTERM it stopped on, with the handler found at its start:
+    # exit through Python then, so that the clean-up below runs.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    with contextlib.ExitStack() as stack:
+        if metrics is not None:
+            from bastion.metrics.exporter import exporting
+
+            where = f"{_url_host(metrics[0])}:{metrics[1]}"
+            try:
+                stack.enter_context(exporting(*metrics))
+            except OSError as exc:
+                console.print(f"[bold red]cannot serve metrics on {where}:[/] {exc}")
+                raise typer.Exit(2) from None
+            console.print(f"metrics on http://{where}/metrics")
+        _serve(settings, host, port, workers)
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether listening on ``a`` and ``b`` (same port) would be the same socket."""
+
+    def norm(h: str) -> str:
+        if h == "localhost":
+            return "127.0.0.1"
+        try:
+            addr = ipaddress.ip_address(h)
+        except ValueError:
+            return h
+        return "*" if addr.is_unspecified else str(addr)
+
+    na, nb = norm(a), norm(b)
+    return na == nb or "*" in (na, nb)
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from bastion.security.events import configure_logging, logging_config
@@ -102,6 +174,9 @@ def serve(
         date_header=True,
         log_config=logging_config(),  # applied in every worker process, not just this one
         lifespan="on",
+        # Requests in flight get this long to finish once SIGTERM's drain is over
+        # (bastion.shutdown); then they are cancelled and the worker exits.
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
 
 

@@ -58,6 +58,25 @@ def _origin(value: Any) -> Any:
     return parse_origin(value) if isinstance(value, str) and value else value or None
 
 
+def _address(value: Any) -> Any:
+    """``host:port`` (``[::1]:9464`` for IPv6) into ``(host, port)``; empty is off."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not an address; expected 'host:port' (127.0.0.1:9464)")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: the host must be an IP address or localhost") from None
+    return (host, int(port))
+
+
 def _cores() -> int:
     """Cores this process may run on (the affinity mask where the OS has one: Linux)."""
     if hasattr(os, "sched_getaffinity"):
@@ -67,6 +86,7 @@ def _cores() -> int:
 
 RateSetting = Annotated[Rate, NoDecode, BeforeValidator(_rate)]
 DurationSetting = Annotated[int, BeforeValidator(_duration), Field(ge=1)]
+AddressSetting = Annotated[tuple[str, int] | None, NoDecode, BeforeValidator(_address)]
 
 
 class Settings(BaseSettings):
@@ -119,6 +139,13 @@ class Settings(BaseSettings):
     graphql_max_aliases: int = Field(15, ge=1, le=1000)
     graphql_max_tokens: int = Field(1000, ge=1, le=100_000)
     graphql_max_first: int = Field(100, ge=1, le=1000)
+
+    # Operations: Prometheus metrics on an address of their own (off when unset), and
+    # what SIGTERM does (bastion.shutdown): seconds of draining with /readyz at 503,
+    # then seconds the requests in flight get to finish.
+    metrics_address: AddressSetting = None
+    shutdown_drain: float = Field(5.0, ge=0, le=600)
+    shutdown_timeout: DurationSetting = 20
 
     @property
     def production(self) -> bool:

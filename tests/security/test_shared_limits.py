@@ -93,6 +93,7 @@ async def two_servers(
         "BASTION_LOCKOUT": "1000000/hour",
         "BASTION_ARGON2_MEMORY_KIB": "1024",
         "BASTION_ARGON2_TIME_COST": "1",
+        "BASTION_SHUTDOWN_DRAIN": "0",  # stop at once on SIGTERM
     }
     if pg_database:
         env["BASTION_DATABASE_URL"] = pg_database

@@ -49,6 +49,8 @@ async def reserve(
     except StoreUnavailable:
         raise store_down() from None
     except AttemptRefused as exc:
+        if services.metrics is not None:
+            services.metrics.refused("auth" if exc.reason == "auth limit" else "lockout")
         if exc.ip_hit is not None:
             add_policy(request.scope, "auth", guard.config.per_ip, exc.ip_hit)
         event: EventName = "ratelimit.exceeded" if exc.reason == "auth limit" else "auth.lockout"
@@ -85,5 +87,7 @@ def failed(
     services.events.emit("auth.login.failed", request.scope, user_id=user_id, reason=reason)
     hit = reservation.lock_hit
     if hit is not None and hit.count >= hit.limit:
+        if services.metrics is not None:
+            services.metrics.lockouts.inc()
         locked = "device locked" if device else "account locked"
         services.events.emit("auth.lockout", request.scope, user_id=user_id, reason=locked)

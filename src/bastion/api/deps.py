@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
@@ -22,6 +23,9 @@ from bastion.security.ratelimit import FLAGGED_KEY
 from bastion.security.token_cache import VerifiedTokenCache
 from bastion.security.tokens import TokenCodec
 from bastion.store import Store
+
+if TYPE_CHECKING:
+    from bastion.metrics.registry import Metrics
 
 __all__ = [
     "AdminUser",
@@ -41,13 +45,15 @@ class RevocationState:
     False until the first sync of the flags from the database, and again from the
     moment a flag may be missing (a write failed, the store was unreachable) until the
     next sync (``bastion.api.sessions``); meanwhile sessions are read from the database.
+    ``checked_at`` (``time.monotonic()``) is when a sync last confirmed the flags.
     """
 
-    __slots__ = ("losses", "synced")
+    __slots__ = ("checked_at", "losses", "synced")
 
     def __init__(self) -> None:
         self.synced = False
         self.losses = 0
+        self.checked_at = time.monotonic()
 
     def lost(self) -> None:
         """A flag may be missing from the store: trust none until the next sync."""
@@ -71,6 +77,8 @@ class Services:
     revocations: RevocationState = field(default_factory=RevocationState)
     returning: ReturningLogins = field(default_factory=ReturningLogins)
     origins: OriginPolicy = field(default_factory=OriginPolicy)
+    metrics: Metrics | None = None  # None when metrics are off (BASTION_METRICS_ADDRESS)
+    draining: bool = False  # told to stop (SIGTERM): /readyz answers 503
 
 
 @dataclass(frozen=True, slots=True)

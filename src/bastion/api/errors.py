@@ -192,6 +192,10 @@ async def _security_handler(request: Request, exc: Exception) -> Response:
     headers = {}
     if isinstance(exc, (RateLimited, Unavailable)):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unavailable):  # the hasher's line is full: the attempt is shed
+        metrics = request.app.state.services.metrics
+        if metrics is not None:
+            metrics.shed.inc()
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return problem(exc.status, "The request cannot be served.", headers=headers)

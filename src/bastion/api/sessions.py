@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -112,6 +113,7 @@ async def sync_revocations(services: Services) -> bool:
     unsynced and keeps reading rows)."""
     state = services.revocations
     if state.synced and await services.store.has_flag(SYNC_MARKER):
+        state.checked_at = time.monotonic()
         return False
     losses = state.losses
     state.synced = False
@@ -126,6 +128,7 @@ async def sync_revocations(services: Services) -> bool:
     # A flag that failed to be written meanwhile needs another round.
     if state.losses == losses:
         state.synced = True
+        state.checked_at = time.monotonic()
     return True
 
 

@@ -154,6 +154,8 @@ class ShedAttempts:
             and self.services.hasher.refuses(trusted=False)
             and not self._signed_device(scope)
         ):
+            if self.services.metrics is not None:
+                self.services.metrics.shed.inc()
             await self.services.returning.hold()
             # The route's own answer to an attempt the hasher refuses (its problem
             # handler for Unavailable): same status, body and Retry-After.

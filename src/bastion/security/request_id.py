@@ -12,7 +12,10 @@ import structlog
 from bastion.security.asgi import ASGIApp, Message, Receive, Scope, Send
 from bastion.security.events import REQUEST_ID_KEY
 
-__all__ = ["RequestIdMiddleware"]
+__all__ = ["RESPONSE_STATUS_KEY", "RequestIdMiddleware"]
+
+# The status of the response, once it has started (for the layers outside, metrics).
+RESPONSE_STATUS_KEY = "bastion.response_status"
 
 # A caller's own id is kept only if it cannot smuggle anything into a log line.
 _SAFE = re.compile(rb"^[A-Za-z0-9._-]{8,64}$")
@@ -22,7 +25,9 @@ class RequestIdMiddleware:
     """Gives each request an id unique across processes (``scope["bastion.request_id"]``,
     a random per-process prefix and a counter: not a secret, never reused). With
     ``trust_incoming`` (behind a proxy that sets one) a caller's ``X-Request-ID`` is
-    kept when it is 8 to 64 characters of ``[A-Za-z0-9._-]``, else replaced."""
+    kept when it is 8 to 64 characters of ``[A-Za-z0-9._-]``, else replaced. The
+    response's status goes in ``scope["bastion.response_status"]`` as it starts: this
+    layer sees every response start anyway, so no other layer needs to wrap ``send``."""
 
     def __init__(self, app: ASGIApp, *, trust_incoming: bool = False) -> None:
         self.app = app
@@ -49,6 +54,7 @@ class RequestIdMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), header]
+                scope[RESPONSE_STATUS_KEY] = message["status"]
             await send(message)
 
         with structlog.contextvars.bound_contextvars(requestId=request_id):

@@ -168,6 +168,12 @@ class RedisStore:
         )
         return cls(aioredis.Redis.from_pool(pool), cooldown=cooldown)
 
+    @property
+    def circuit_open(self) -> bool:
+        """Whether the circuit is not closed: from a connection failure until an
+        operation succeeds again (operations fail at once, then a probe goes out)."""
+        return self._open_until != 0.0
+
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         now = self._clock()
         probe = False

@@ -20,6 +20,8 @@ async def healthz() -> Response:
 
 @router.get("/readyz")
 async def readyz(services: Svc) -> Response:
+    if services.draining:  # told to stop: let the balancer send elsewhere from now on
+        return json_response({"status": "draining"}, status=503)
     checks = {"database": "ok", "store": "ok"}
     try:
         await services.db.ping()
