@@ -135,13 +135,21 @@ def test_durations_are_parsed(env: pytest.MonkeyPatch, text: str, seconds: int) 
 
 
 @pytest.mark.parametrize("text", ["0", "0m", "abc", "15x", "-5m", "1.5h", ""])
-@pytest.mark.parametrize("name", ["BASTION_ACCESS_TTL", "BASTION_REFRESH_TTL"])
+@pytest.mark.parametrize(
+    "name", ["BASTION_ACCESS_TTL", "BASTION_REFRESH_TTL", "BASTION_HASH_MAX_WAIT"]
+)
 def test_a_bad_duration_is_a_config_error_naming_the_variable(
     env: pytest.MonkeyPatch, name: str, text: str
 ) -> None:
     env.setenv(name, text)
     with pytest.raises(ConfigError, match=f"^{name}: "):
         load_settings()
+
+
+def test_the_hashers_longest_wait_is_5_seconds_unless_set(env: pytest.MonkeyPatch) -> None:
+    assert load_settings().hash_max_wait == 5
+    env.setenv("BASTION_HASH_MAX_WAIT", "2s")
+    assert load_settings().hash_max_wait == 2
 
 
 @pytest.mark.parametrize(

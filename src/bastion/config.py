@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(1, ge=1)
     hash_concurrency: int = Field(default_factory=_cores, ge=1)
     hash_queue: int = Field(16, ge=0)
+    # The longest an attempt waits in the hasher's line before a 503: about six times
+    # the longest wait a full line costs on one idle core (17 places x ~90 ms for a
+    # password check), so reached only when hashes are starved of CPU.
+    hash_max_wait: DurationSetting = 5
 
     # What one GraphQL query may cost (bastion.api.graphql.limits).
     graphql_max_depth: int = Field(6, ge=1, le=100)

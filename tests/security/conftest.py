@@ -96,10 +96,17 @@ class GatedArgon:
 
 
 async def install_hasher(
-    app: BastionApp, argon: GatedArgon, *, concurrency: int = 2, queue: int = 64
+    app: BastionApp,
+    argon: GatedArgon,
+    *,
+    concurrency: int = 2,
+    queue: int = 64,
+    max_wait: float = 30.0,
 ) -> PasswordHasher:
-    """Give ``app`` a hasher over ``argon`` (its dummy hash computed already)."""
-    hasher = PasswordHasher(HasherConfig(concurrency=concurrency, queue=queue), argon=argon)
+    """Give ``app`` a hasher over ``argon`` (its dummy hash computed already); its places
+    wait up to ``max_wait`` in line (by default longer than any test holds a gate)."""
+    config = HasherConfig(concurrency=concurrency, queue=queue, max_wait=max_wait)
+    hasher = PasswordHasher(config, argon=argon)
     await hasher.warm_up()
     old, app.services.hasher = app.services.hasher, hasher
     old.close()
