@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     token_audience: str = Field("bastion", min_length=1)
     access_ttl: DurationSetting = 15 * 60
     refresh_ttl: DurationSetting = 7 * 86400
+    # A session ends this long after its login, however often it is refreshed (ASVS
+    # 5.0 V7.3.2); the deadline is stored with the session when it starts.
+    session_max_age: DurationSetting = 30 * 86400
 
     rate_limit_global: RateSetting = Rate(100, 900)
     rate_limit_auth: RateSetting = Rate(10, 3600)
@@ -114,6 +117,17 @@ class Settings(BaseSettings):
                     )
             if self.access_secret == self.refresh_secret:
                 raise ValueError("BASTION_ACCESS_SECRET and BASTION_REFRESH_SECRET must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _check_session_lifetime(self) -> Settings:
+        # Shorter than a refresh token's lifetime, every session would end before its
+        # first token could: BASTION_REFRESH_TTL would promise what is never given.
+        if self.session_max_age < self.refresh_ttl:
+            raise ValueError(
+                f"BASTION_SESSION_MAX_AGE ({self.session_max_age} s) must be at least"
+                f" BASTION_REFRESH_TTL ({self.refresh_ttl} s)"
+            )
         return self
 
     @property
