@@ -20,6 +20,7 @@ import pytest
 from bastion.db.database import DatabaseUnavailable, PgTimeouts, PostgresDatabase
 from tests.conftest import Client, Clients, StartApp
 from tests.databases import scratch_postgres
+from tests.security.conftest import wait_until
 from tests.security.test_store_failure import assert_unavailable
 from tests.servers import PostgresCluster
 
@@ -110,6 +111,10 @@ async def test_requests_that_find_no_pool_share_one_bounded_connect_attempt(
     assert isinstance(db, PostgresDatabase)
     client = clients(app, "203.0.113.2")
     user = await client.user()
+    # The login's security event is stored in the background: once it is taken, the
+    # close below waits for its write, and no other query comes until the burst.
+    writer: Any = app.services.events.sink
+    await wait_until(lambda: not writer.pending, "the event writer took the login's event")
     await db.close()  # no pool: the next query opens one
     db.timeouts = SHORT
     attempts: list[str] = []
