@@ -18,7 +18,8 @@ from asgi_lifespan import LifespanManager
 from bastion.app import BastionApp, create_app
 from bastion.config import Settings, load_settings
 from tests.auth.conftest import SECRETS, Device, record_events, refresh_cookie_of
-from tests.servers import RedisServer
+from tests.databases import scratch_postgres
+from tests.servers import PostgresCluster, RedisServer
 
 PG_URL = os.environ.get("BASTION_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL")
@@ -42,25 +43,39 @@ def pytest_report_header() -> str:
     return f"bastion backends: {backend_label()}"
 
 
-SHARED_BACKENDS = bool(PG_URL and REDIS_URL)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "requires_shared_backends: needs PostgreSQL and Redis (BASTION_TEST_DATABASE_URL and"
-        " BASTION_TEST_REDIS_URL); deselected, and counted so, when they are not configured",
-    )
+# Tests that need a real server in every pass are marked by the fixtures they use (the
+# configured server when there is one, else a private one started for them): nothing is
+# deselected or skipped for want of a server; a missing binary fails the test.
+# ``-m "not postgres"`` leaves them out, by choice, on a machine without PostgreSQL.
+SERVER_MARKERS = {
+    "postgres": ("shared_postgres_url", "postgres", "frozen_database"),
+    "redis": ("shared_redis_url", "redis_server"),
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if SHARED_BACKENDS:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for marker, needs in SERVER_MARKERS.items():
+            if fixtures.intersection(needs):
+                item.add_marker(marker)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under ``CI=true`` a skipped test fails the run: in CI every test must run (its
+    servers are started for it), so a skip is a test gone missing, not a pass."""
+    if os.environ.get("CI") != "true" or exitstatus != pytest.ExitCode.OK:
         return
-    keep = [i for i in items if i.get_closest_marker("requires_shared_backends") is None]
-    dropped = [i for i in items if i.get_closest_marker("requires_shared_backends") is not None]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped:
+        names = ", ".join(sorted(r.nodeid for r in skipped))
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(
+                f"CI=true: {len(skipped)} test(s) skipped, which CI forbids: {names}"
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +101,23 @@ def pg_database() -> Iterator[str | None]:
     base, _, _ = PG_URL.rpartition("/")
     yield f"{base}/{name}"
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_url(pg_database: str | None) -> Iterator[str]:
+    """A PostgreSQL database for the tests that need one in every pass (several
+    processes sharing it): this run's when ``BASTION_TEST_DATABASE_URL`` is set, else a
+    scratch database on a private cluster started for the run (about two seconds)."""
+    if pg_database:
+        yield pg_database
+        return
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        with scratch_postgres(cluster.url(), "bastion_shared") as url:
+            yield url
+    finally:
+        cluster.destroy()
 
 
 async def _wipe(settings: Settings) -> None:
@@ -349,6 +381,18 @@ def shared_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.start()
     try:
         yield server.url(0)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis for this test alone, which it may stop, freeze and restart
+    without disturbing anyone."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
     finally:
         server.stop()
 

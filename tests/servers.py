@@ -9,6 +9,7 @@ skip.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
@@ -305,17 +306,24 @@ class PostgresCluster:
                 children.append(int(stat.parent.name))
         return [postmaster, *children]
 
+    def _signal(self, signum: signal.Signals) -> None:
+        postmaster, *children = self._processes()
+        os.kill(postmaster, signum)
+        for pid in children:
+            # A backend that exited while the postmaster was stopped is reaped as soon
+            # as it runs again: gone between the listing and its signal.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
     def freeze(self) -> None:
         """SIGSTOP to the whole cluster: connections are accepted by the kernel, open
         ones stay open, and nothing ever answers (a hung host, a black-holed network).
         The postmaster first, so that it starts nothing new meanwhile."""
-        for pid in self._processes():
-            os.kill(pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
         self._frozen = True
 
     def thaw(self) -> None:
-        for pid in self._processes():
-            os.kill(pid, signal.SIGCONT)
+        self._signal(signal.SIGCONT)
         self._frozen = False
 
     def destroy(self) -> None:

@@ -135,13 +135,45 @@ def test_durations_are_parsed(env: pytest.MonkeyPatch, text: str, seconds: int) 
 
 
 @pytest.mark.parametrize("text", ["0", "0m", "abc", "15x", "-5m", "1.5h", ""])
-@pytest.mark.parametrize("name", ["BASTION_ACCESS_TTL", "BASTION_REFRESH_TTL"])
+@pytest.mark.parametrize(
+    "name", ["BASTION_ACCESS_TTL", "BASTION_REFRESH_TTL", "BASTION_HASH_MAX_WAIT"]
+)
 def test_a_bad_duration_is_a_config_error_naming_the_variable(
     env: pytest.MonkeyPatch, name: str, text: str
 ) -> None:
     env.setenv(name, text)
     with pytest.raises(ConfigError, match=f"^{name}: "):
         load_settings()
+
+
+def test_a_session_lives_30_days_at_most_unless_set(env: pytest.MonkeyPatch) -> None:
+    assert load_settings().session_max_age == 30 * 86400
+    env.setenv("BASTION_SESSION_MAX_AGE", "12h")
+    env.setenv("BASTION_REFRESH_TTL", "12h")
+    assert load_settings().session_max_age == 12 * 3600
+
+
+@pytest.mark.parametrize("text", ["0", "abc", "-1d", "1.5d"])
+def test_a_bad_session_max_age_is_a_config_error_naming_it(
+    env: pytest.MonkeyPatch, text: str
+) -> None:
+    env.setenv("BASTION_SESSION_MAX_AGE", text)
+    with pytest.raises(ConfigError, match=r"^BASTION_SESSION_MAX_AGE: "):
+        load_settings()
+
+
+def test_a_session_max_age_shorter_than_the_refresh_ttl_is_refused(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("BASTION_SESSION_MAX_AGE", "6d")  # BASTION_REFRESH_TTL is 7d
+    with pytest.raises(ConfigError, match=r"BASTION_SESSION_MAX_AGE .* BASTION_REFRESH_TTL"):
+        load_settings()
+
+
+def test_the_hashers_longest_wait_is_5_seconds_unless_set(env: pytest.MonkeyPatch) -> None:
+    assert load_settings().hash_max_wait == 5
+    env.setenv("BASTION_HASH_MAX_WAIT", "2s")
+    assert load_settings().hash_max_wait == 2
 
 
 @pytest.mark.parametrize(

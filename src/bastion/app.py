@@ -17,8 +17,8 @@ import gc
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -154,6 +154,7 @@ def build_services(
                 parallelism=settings.argon2_parallelism,
                 concurrency=settings.hash_concurrency,
                 queue=settings.hash_queue,
+                max_wait=settings.hash_max_wait,
             )
         ),
         access=access,
@@ -238,6 +239,30 @@ def _warn_about(settings: Settings) -> bool:
     return True
 
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def _one_at_a_time(lifespan: Lifespan) -> Lifespan:
+    """``lifespan``, refusing to start while it runs already: the app's services are
+    one set, and a second lifespan would close them under the first at its end. Once
+    stopped, it may start again (each start opens what the last stop closed)."""
+    running = False
+
+    @asynccontextmanager
+    async def guarded(api: FastAPI) -> AsyncIterator[None]:
+        nonlocal running
+        if running:
+            raise RuntimeError("the app's lifespan is already running: serve it once")
+        running = True
+        try:
+            async with lifespan(api):
+                yield
+        finally:
+            running = False
+
+    return guarded
+
+
 def create_app(settings: Settings | None = None) -> BastionApp:
     settings = settings or load_settings()
     storefront = _warn_about(settings)
@@ -268,7 +293,7 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         title="Bastion",
         version=__version__,
         summary="The orders API of 'Securing a Node.js REST API', with every defence in place.",
-        lifespan=lifespan,
+        lifespan=_one_at_a_time(lifespan),
         docs_url=None,  # bastion.web.docs serves a page that keeps the CSP
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,

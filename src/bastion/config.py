@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     token_audience: str = Field("bastion", min_length=1)
     access_ttl: DurationSetting = 15 * 60
     refresh_ttl: DurationSetting = 7 * 86400
+    # A session ends this long after its login, however often it is refreshed (ASVS
+    # 5.0 V7.3.2); the deadline is stored with the session when it starts.
+    session_max_age: DurationSetting = 30 * 86400
 
     rate_limit_global: RateSetting = Rate(100, 900)
     rate_limit_auth: RateSetting = Rate(10, 3600)
@@ -124,6 +127,10 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(1, ge=1)
     hash_concurrency: int = Field(default_factory=_cores, ge=1)
     hash_queue: int = Field(16, ge=0)
+    # The longest an attempt waits in the hasher's line before a 503: about six times
+    # the longest wait a full line costs on one idle core (17 places x ~90 ms for a
+    # password check), so reached only when hashes are starved of CPU.
+    hash_max_wait: DurationSetting = 5
 
     # The PostgreSQL pool of each worker process, and its waits (bastion.db.pool).
     # Defaults measured in docs/deployment.md ("Pool size").
@@ -172,6 +179,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"BASTION_DATABASE_POOL_MIN ({self.database_pool_min}) must not exceed"
                 f" BASTION_DATABASE_POOL_MAX ({self.database_pool_max})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_session_lifetime(self) -> Settings:
+        # Shorter than a refresh token's lifetime, every session would end before its
+        # first token could: BASTION_REFRESH_TTL would promise what is never given.
+        if self.session_max_age < self.refresh_ttl:
+            raise ValueError(
+                f"BASTION_SESSION_MAX_AGE ({self.session_max_age} s) must be at least"
+                f" BASTION_REFRESH_TTL ({self.refresh_ttl} s)"
             )
         return self
 

@@ -450,6 +450,37 @@ async def test_login_answers_503_with_retry_after_when_the_hasher_is_saturated(
     assert (await guard.store.peek(guard.ip_key("203.0.113.5"), limit=10)).count == 0
 
 
+async def test_a_login_that_waits_too_long_for_the_hasher_gets_503_and_counts_nothing(
+    start_guarded: StartApp, clients: Clients
+) -> None:
+    """Attacker: keeps the hasher's slot busy with hashes that do not end (or starves
+    them of CPU), so that the guesses in line behind wait as long as that lasts,
+    holding their connections. Defence: a place waits at most the hasher's
+    ``max_wait``, then gets 503 with ``Retry-After``; the attempt was never judged, so
+    its reserved slots are given back (the address and the account count nothing)."""
+    app = await start_guarded(rate_limit_auth="10/hour", lockout="5/15minutes")
+    argon = GatedArgon(closed=True)
+    hasher = await install_hasher(app, argon, concurrency=1, queue=1, max_wait=0.3)
+    busy = wrong_logins(app, clients, 1, "u")
+    try:
+        await wait_until(lambda: hasher.running == 1, "the slot is busy")
+        client = clients(app, "203.0.113.30")
+        r = await asyncio.wait_for(
+            client.post("/api/auth/login", json={"email": "wait@example.com", "password": WRONG}),
+            timeout=10,
+        )
+        assert not busy[0].done()
+    finally:
+        argon.gate.set()
+    assert_problem(r, 503)
+    assert r.headers["retry-after"] == "1"
+    assert [t.status_code for t in await asyncio.gather(*busy)] == [401]
+    guard = app.services.guard
+    assert (await guard.store.peek(guard.ip_key("203.0.113.30"), limit=10)).count == 0
+    assert (await guard.store.peek(guard.account_key("wait@example.com"), limit=5)).count == 0
+    assert hasher.waiting == 0
+
+
 async def test_while_the_hasher_is_full_a_flood_costs_no_store_or_database_work(
     start_guarded: StartApp, clients: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -535,11 +566,13 @@ async def test_a_shed_login_is_refused_before_the_framework_reads_it(
         ]
     finally:
         argon.gate.set()
-    for r in answers:
+    for sent, r in enumerate(answers, start=1):
         problem = assert_problem(r, 503)
         assert problem["detail"] == "The request cannot be served."
         assert r.headers["retry-after"] == "1"
-        assert ratelimit_fields(r.headers)["global"]["r"] >= 0
+        # Counted by the global limit like any request of this address: its n-th.
+        spent = ratelimit_fields(r.headers)["global"]
+        assert spent["r"] == spent["q"] - sent
         assert r.headers["x-content-type-options"] == "nosniff"
         assert r.headers["x-request-id"]
     await asyncio.gather(*busy)
@@ -673,7 +706,8 @@ async def test_refusals_wait_while_a_returning_user_logs_in(
         r = await stranger
         assert_problem(r, 503)
         assert r.headers["retry-after"] == "1"
-        assert ratelimit_fields(r.headers)["global"]["r"] >= 0
+        spent = ratelimit_fields(r.headers)["global"]
+        assert spent["r"] == spent["q"] - 1  # the stranger's one request, counted once
         assert (state.in_flight, state.held) == (0, 0)
     finally:
         own_gate.set()

@@ -2,10 +2,10 @@
 PostgreSQL and Redis; a session ended through one is refused by the other on the very
 next request (the contract allows a second).
 
-Needs PostgreSQL and Redis, so it runs in the PostgreSQL + Redis pass and is
-deselected (and counted so) on the embedded default, where one process is all there
-is and ``test_sessions.py`` proves the same endings in-process. If the environment
-names the services and they cannot be reached, the fixtures fail: nothing is skipped.
+Needs PostgreSQL and Redis, so it runs in every pass on servers both processes share:
+this run's when they are configured, else private ones started for the run
+(``shared_postgres_url``, ``shared_redis_url``). A server that cannot be started or
+reached fails the fixtures: nothing is skipped.
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ import httpx
 import pytest
 
 from tests.auth.conftest import ACCESS_SECRET, REFRESH_COOKIE, REFRESH_SECRET, claims_of
-from tests.conftest import PASSWORD, REDIS_URL
-
-pytestmark = pytest.mark.requires_shared_backends
+from tests.conftest import PASSWORD
 
 NEW_PASSWORD = "Another-Long-Passphrase-77"
 
@@ -67,20 +65,18 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def instances(
-    pg_database: str | None, tmp_path_factory: pytest.TempPathFactory
+    shared_postgres_url: str, shared_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[str]]:
     """Two instances of the service on PostgreSQL + Redis, with the same secrets."""
-    assert pg_database, "needs BASTION_TEST_DATABASE_URL"
-    assert REDIS_URL, "needs BASTION_TEST_REDIS_URL"
     import redis
 
-    with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5) as probe:
+    with redis.Redis.from_url(shared_redis_url, socket_connect_timeout=5) as probe:
         probe.ping()  # unreachable: fail here, at once
     tmp = tmp_path_factory.mktemp("instances")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "BASTION_DATABASE_URL": pg_database,
-        "BASTION_REDIS_URL": REDIS_URL,
+        "BASTION_DATABASE_URL": shared_postgres_url,
+        "BASTION_REDIS_URL": shared_redis_url,
         "BASTION_ACCESS_SECRET": ACCESS_SECRET,
         "BASTION_REFRESH_SECRET": REFRESH_SECRET,
         "BASTION_ARGON2_MEMORY_KIB": "1024",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -248,12 +248,18 @@ async def test_the_sessions_list_shows_each_live_session_with_the_current_one_ma
         "Laptop/2",
         "192.0.2.8",
     )
-    for item in items.values():
-        assert set(item) == {"id", "createdAt", "lastUsedAt", "userAgent", "ip", "current"}
-    (phone_before,) = [s for s in before["items"] if s["id"] == phone.session_id]
+    fields = {"id", "createdAt", "lastUsedAt", "expiresAt", "userAgent", "ip", "current"}
     when = datetime.fromisoformat
+    for item in items.values():
+        assert set(item) == fields
+        # The absolute end: BASTION_SESSION_MAX_AGE (30 days) after the login, in the
+        # whole seconds of a token's exp.
+        lifetime = when(item["expiresAt"]) - when(item["createdAt"])
+        assert timedelta(days=30, seconds=-1) < lifetime <= timedelta(days=30)
+    (phone_before,) = [s for s in before["items"] if s["id"] == phone.session_id]
     assert when(items[phone.session_id]["lastUsedAt"]) > when(phone_before["lastUsedAt"])
     assert items[phone.session_id]["createdAt"] == phone_before["createdAt"]
+    assert items[phone.session_id]["expiresAt"] == phone_before["expiresAt"]  # not moved
 
 
 async def test_an_admin_ends_every_session_of_one_user_and_no_one_elses(

@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 import pytest
 
-from bastion.security.exceptions import InvalidToken
+from bastion.security.exceptions import ExpiredToken, InvalidToken
 from bastion.security.secret import Secret
 from bastion.security.tokens import TOKEN_REASONS, TokenCodec, TokenConfig
 from tests.auth.conftest import ACCESS_SECRET, REFRESH_SECRET, forge, kid
@@ -80,6 +80,24 @@ def test_the_codec_refuses_a_token_expired_by_its_own_clock() -> None:
     now[0] += 1
     with pytest.raises(InvalidToken, match="expired"):
         codec.verify(token)
+
+
+def test_a_token_never_outlives_its_not_after_and_says_so_when_it_expires() -> None:
+    now = [1_000_000.0]
+    codec = _codec("refresh", REFRESH_SECRET, clock=lambda: now[0])
+    token, claims = codec.issue("user-1", claims={"sid": "s-1"}, not_after=1_000_100)
+    assert claims["exp"] == 1_000_100  # the ttl (900) would have said 1_000_900
+    _, later_claims = codec.issue("user-1", not_after=2_000_000, jti="chosen")
+    assert (later_claims["exp"], later_claims["jti"]) == (1_000_900, "chosen")
+    now[0] = 1_000_100
+    with pytest.raises(ExpiredToken) as caught:
+        codec.verify(token)
+    assert caught.value.claims["sid"] == "s-1"  # verified, for the caller's log
+    # A token that fails on anything but time is never an ExpiredToken.
+    forged = forge({**claims, "exp": 1}, OTHER_SECRET, headers={"kid": kid(REFRESH_SECRET)})
+    with pytest.raises(InvalidToken) as refused:
+        codec.verify(forged)
+    assert not isinstance(refused.value, ExpiredToken)
 
 
 @pytest.mark.parametrize(

@@ -51,11 +51,13 @@ def test_impossible_waits_are_refused(waits: dict[str, float]) -> None:
         PgTimeouts(**waits)
 
 
-@pytest.mark.requires_shared_backends
 async def test_the_settings_shape_the_real_pool(
-    make_settings: Any, database_route: PgBouncer | None
+    make_settings: Any, database_route: PgBouncer | None, shared_postgres_url: str
 ) -> None:
+    # PostgreSQL in every pass: the run's (direct or through PgBouncer), else a private one.
+    server = {} if database_route else {"database_url": shared_postgres_url}
     settings = make_settings(
+        **server,
         database_pool_min=1,
         database_pool_max=3,
         database_statement_timeout=7,
@@ -79,11 +81,11 @@ async def test_the_settings_shape_the_real_pool(
         await db.close()
 
 
-@pytest.mark.requires_shared_backends
 async def test_the_app_opens_its_database_with_the_pool_settings(
-    start_app: Any, database_route: PgBouncer | None
+    start_app: Any, database_route: PgBouncer | None, shared_postgres_url: str
 ) -> None:
-    app = await start_app(database_pool_max=4, database_acquire_timeout=3)
+    server = {} if database_route else {"database_url": shared_postgres_url}
+    app = await start_app(database_pool_max=4, database_acquire_timeout=3, **server)
     db = app.services.db
     assert isinstance(db, PostgresDatabase)
     assert db.pool_config == PgPool(2, 4, pgbouncer=database_route is not None)

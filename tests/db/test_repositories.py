@@ -220,6 +220,7 @@ async def test_racing_rotations_of_one_refresh_token_succeed_exactly_once(db: Da
         token_id="t0",
         now=now,
         expires_at=now + timedelta(days=7),
+        ends_at=now + timedelta(days=30),
         user_agent="test",
         ip="127.0.0.1",
     )
@@ -240,6 +241,49 @@ async def test_racing_rotations_of_one_refresh_token_succeed_exactly_once(db: Da
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
     assert (await sessions.get_session(db, session_id=sid))["token_id"] == winners[0]["token_id"]  # type: ignore[index]
+
+
+async def test_a_rotation_never_moves_the_token_past_the_sessions_end_nor_works_after_it(
+    db: Database,
+) -> None:
+    owner = await _user(db)
+    sid = str(uuid.uuid4())
+    ends_at = NOW + timedelta(days=10)
+    await sessions.create_session(
+        db,
+        session_id=sid,
+        user_id=owner["id"],
+        token_id="t0",
+        now=NOW,
+        expires_at=NOW + timedelta(days=7),
+        ends_at=ends_at,
+        user_agent="test",
+        ip="127.0.0.1",
+    )
+
+    async def rotate(old: str, new: str, at: datetime) -> dict[str, Any] | None:
+        return await sessions.rotate_session(
+            db,
+            session_id=sid,
+            old_token_id=old,
+            new_token_id=new,
+            now=at,
+            expires_at=at + timedelta(days=7),
+            ip="127.0.0.1",
+        )
+
+    first = await rotate("t0", "t1", NOW + timedelta(days=1))
+    assert first is not None
+    assert (first["expires_at"], first["ends_at"]) == (NOW + timedelta(days=8), ends_at)
+    second = await rotate("t1", "t2", NOW + timedelta(days=6))
+    assert second is not None
+    assert (second["expires_at"], second["ends_at"]) == (ends_at, ends_at)  # cut to the end
+    assert await rotate("t2", "t3", ends_at) is None  # the end itself is past
+    row = await sessions.get_session(db, session_id=sid)
+    assert row is not None
+    assert row["token_id"] == "t2"
+    listed = await sessions.list_sessions(db, user_id=owner["id"], now=ends_at)
+    assert listed == []
 
 
 async def test_security_events_survive_text_that_postgresql_cannot_store(db: Database) -> None:

@@ -1,6 +1,6 @@
-"""Dependencies a test may break: a private Redis and a private PostgreSQL cluster, each
-on a free port (never the shared servers other tests use), and a production-like
-``bastion serve`` on them.
+"""Dependencies a test may break: a private PostgreSQL cluster on a free port (never the
+shared server other tests use), and a production-like ``bastion serve`` on it and on a
+private Redis (``redis_server``, from tests/conftest.py).
 
 The database behind the Redis fault follows the run: SQLite on the default run, the
 private PostgreSQL cluster on the PostgreSQL + Redis run. The PostgreSQL fault needs
@@ -31,21 +31,11 @@ def postgres() -> Iterator[PostgresCluster]:
         cluster.destroy()
 
 
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 MakeServer = Callable[[str | None], BastionServer]
 
 
 @pytest.fixture
-def make_server(tmp_path: Path, redis: RedisServer) -> Iterator[MakeServer]:
+def make_server(tmp_path: Path, redis_server: RedisServer) -> Iterator[MakeServer]:
     """``make_server(database_url)``: a started production-mode server on the private
     Redis and that database (``None``: SQLite in its working directory), the demo
     catalogue seeded, trusting loopback's ``X-Forwarded-For``."""
@@ -54,7 +44,7 @@ def make_server(tmp_path: Path, redis: RedisServer) -> Iterator[MakeServer]:
     def make(database_url: str | None) -> BastionServer:
         env = {
             **production_env(),
-            "BASTION_REDIS_URL": redis.url(0),
+            "BASTION_REDIS_URL": redis_server.url(0),
             "BASTION_TRUSTED_PROXIES": "127.0.0.1/32,::1/128",
             "BASTION_RATE_LIMIT_GLOBAL": f"{GLOBAL_LIMIT}/minute",
             "BASTION_RATE_LIMIT_AUTH": "100000/hour",

@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bastion.db.database import PgTimeouts, PostgresDatabase
+from bastion.db.database import DatabaseUnavailable, PgTimeouts, PostgresDatabase
 from tests.conftest import Client, Clients, StartApp
 from tests.databases import scratch_postgres
+from tests.security.conftest import wait_until
 from tests.security.test_store_failure import assert_unavailable
 from tests.servers import PostgresCluster
 
@@ -90,6 +91,82 @@ async def test_a_frozen_postgresql_costs_a_bounded_wait_never_a_hang(
     finally:
         postgres.thaw()
     await until_served(client, user)  # a new pool, opened by the next request
+
+
+async def test_requests_that_find_no_pool_share_one_bounded_connect_attempt(
+    start_app: StartApp,
+    clients: Clients,
+    postgres: PostgresCluster,
+    frozen_database: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pool is opened by the first request that needs it. With the server frozen,
+    the requests that arrive meanwhile wait for that same attempt, not each for one of
+    their own in turn (the last of eight would wait eight connect timeouts): one
+    attempt, and every request its 503 within one connect timeout."""
+    import asyncpg
+
+    app = await start_app(database_url=frozen_database)
+    db = app.services.db
+    assert isinstance(db, PostgresDatabase)
+    client = clients(app, "203.0.113.2")
+    user = await client.user()
+    # The login's security event is stored in the background: once it is taken, the
+    # close below waits for its write, and no other query comes until the burst.
+    writer: Any = app.services.events.sink
+    await wait_until(lambda: not writer.pending, "the event writer took the login's event")
+    await db.close()  # no pool: the next query opens one
+    db.timeouts = SHORT
+    attempts: list[str] = []
+    real_create_pool = asyncpg.create_pool
+
+    def counting_create_pool(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(args[0])
+        return real_create_pool(*args, **kwargs)
+
+    monkeypatch.setattr(asyncpg, "create_pool", counting_create_pool)
+
+    async def timed(request: Awaitable[httpx.Response]) -> tuple[float, httpx.Response]:
+        sent = time.monotonic()
+        r = await request
+        return time.monotonic() - sent, r
+
+    postgres.freeze()
+    try:
+        answers = await asyncio.wait_for(
+            asyncio.gather(
+                *(timed(client.get("/api/orders", headers=user["headers"])) for _ in range(8))
+            ),
+            timeout=BOUND,
+        )
+        tried = len(attempts)
+    finally:
+        postgres.thaw()
+    for _, r in answers:
+        assert_unavailable(r)
+    assert tried == 1
+    waited = max(seconds for seconds, _ in answers)
+    assert waited < 2 * SHORT.connect, waited  # one attempt's wait, not two in a row
+    await until_served(client, user)
+
+
+async def test_closing_while_the_pool_is_opened_answers_its_waiters_unavailable(
+    postgres: PostgresCluster, frozen_database: str
+) -> None:
+    """A stop (``close``) during the opening ends it at once: the queries waiting for
+    it get DatabaseUnavailable (their 503), not a cancellation of their own."""
+    db = PostgresDatabase(frozen_database, timeouts=SHORT)
+    postgres.freeze()
+    try:
+        waiting = asyncio.create_task(db.fetchrow("SELECT 1 AS one"))
+        await asyncio.sleep(0.2)
+        await asyncio.wait_for(db.close(), timeout=BOUND)
+        with pytest.raises(DatabaseUnavailable):
+            await asyncio.wait_for(waiting, timeout=BOUND)
+    finally:
+        postgres.thaw()
+    assert await db.fetchrow("SELECT 1 AS one") == {"one": 1}  # opens afresh
+    await db.close()
 
 
 def login(user: dict[str, Any]) -> dict[str, str]:

@@ -71,7 +71,7 @@ def redis_fault_database(run_database: str | None) -> Iterator[str | None]:
 
 
 async def test_traffic_survives_redis_dying_and_coming_back(
-    make_server: MakeServer, redis: RedisServer, redis_fault_database: str | None
+    make_server: MakeServer, redis_server: RedisServer, redis_fault_database: str | None
 ) -> None:
     server = make_server(redis_fault_database)
     async with httpx.AsyncClient(base_url=server.url) as client:
@@ -81,14 +81,14 @@ async def test_traffic_survives_redis_dying_and_coming_back(
     async with Traffic(server.url, account) as traffic:
         await traffic.run_for(1.5)
         traffic.phase = "redis dying"
-        redis.stop()
+        redis_server.stop()
         await traffic.until(readiness("ok", "unavailable"), within=RECOVERY)
         traffic.phase = "redis down"
         await traffic.run_for(2)
         # The shared budget is out of reach: each process keeps one of its own.
         assert_global_limit_holds(await probe_global_limit(server.url, GLOBAL_LIMIT), allowed={200})
         traffic.phase = "redis coming back"
-        redis.start()
+        redis_server.start()
         await traffic.until(readiness("ok", "ok"), within=RECOVERY)
         traffic.phase = "recovered"
         await traffic.run_for(1.5)

@@ -14,7 +14,6 @@ import secrets
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -25,11 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bastion.app import create_app
 from bastion.config import load_settings
-from tests.conftest import PG_URL, REDIS_URL
 from tests.databases import scratch_postgres
 from tests.servers import BastionServer, free_port, production_env
 
-WORKERS = 2 if PG_URL and REDIS_URL else 1
+WORKERS = 2
 GLOBAL, AUTH, LOCKOUT = 20, 3, 2
 WRONG = "Not-The-Password-At-All-93"
 T = TypeVar("T")
@@ -82,9 +80,11 @@ def client_ip() -> str:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    scratch = scratch_postgres(PG_URL, "bastion_metrics") if PG_URL else nullcontext(None)
-    with scratch as database:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, shared_postgres_url: str, shared_redis_url: str
+) -> Iterator[Served]:
+    # Two workers need PostgreSQL and Redis: the run's, else private ones (every pass).
+    with scratch_postgres(shared_postgres_url, "bastion_metrics") as database:
         port = free_port()
         env = {
             **production_env(),
@@ -95,10 +95,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "BASTION_LOCKOUT": f"{LOCKOUT}/15minutes",
             "BASTION_HASH_CONCURRENCY": "1",
         }
-        if database:
-            env["BASTION_DATABASE_URL"] = database
-        if REDIS_URL:
-            env["BASTION_REDIS_URL"] = REDIS_URL
+        env["BASTION_DATABASE_URL"] = database
+        env["BASTION_REDIS_URL"] = shared_redis_url
         cwd = tmp_path_factory.mktemp("metrics")
         server = BastionServer(cwd, env, args=["--workers", str(WORKERS)])
         server.cli("seed-demo")
@@ -227,7 +225,6 @@ def _multiproc_dir(pid: int) -> Path:
     return Path(entry.partition(b"=")[2].decode())
 
 
-@pytest.mark.requires_shared_backends  # one worker is all the embedded default runs
 def test_a_dead_workers_gauges_leave_the_scrape_and_its_counts_stay(served: Served) -> None:
     process = served.server.process
     assert process is not None

@@ -10,9 +10,9 @@ nginx to the instances from 127.0.0.1. nginx's round robin sends consecutive req
 to alternate instances; ``X-Test-Upstream`` (added by the test, around the docs' file)
 says which one answered, so that each test can check that both took part.
 
-Needs PostgreSQL and Redis: it runs in the PostgreSQL + Redis pass and is deselected
-(and counted so) on the embedded default. nginx, openssl and the services missing are
-failures, never skips.
+Needs PostgreSQL and Redis: the run's own when they are configured, else private
+servers started for the run (``shared_postgres_url``, ``shared_redis_url``), so it runs
+in every pass. nginx, openssl and the services missing are failures, never skips.
 """
 
 from __future__ import annotations
@@ -33,12 +33,10 @@ import pytest
 
 from bastion.security.headers import DEFAULT_HEADERS
 from tests.auth.conftest import REFRESH_COOKIE
-from tests.conftest import PASSWORD, PG_URL, REDIS_URL
+from tests.conftest import PASSWORD
 from tests.databases import scratch_postgres
 from tests.proxy.nginx import HOST, Nginx
 from tests.servers import BastionServer, PgBouncer, production_env
-
-pytestmark = pytest.mark.requires_shared_backends
 
 GLOBAL, AUTH, LOCKOUT = 20, 6, 3
 LIMITS = {
@@ -60,23 +58,23 @@ class Proxied:
 
 
 @pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
-    assert PG_URL, "needs BASTION_TEST_DATABASE_URL"
-    assert REDIS_URL, "needs BASTION_TEST_REDIS_URL"
+def proxied(
+    tmp_path_factory: pytest.TempPathFactory, shared_postgres_url: str, shared_redis_url: str
+) -> Iterator[Proxied]:
     import redis
 
-    with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5) as r:
+    with redis.Redis.from_url(shared_redis_url, socket_connect_timeout=5) as r:
         r.flushdb()  # limits of an earlier run: this run's counts must start at zero
     tmp = tmp_path_factory.mktemp("behind-nginx")
-    upstream = urlsplit(PG_URL)
-    with scratch_postgres(PG_URL, "bastion_nginx") as database:
+    upstream = urlsplit(shared_postgres_url)
+    with scratch_postgres(shared_postgres_url, "bastion_nginx") as database:
         bouncer = PgBouncer(f"{upstream.hostname or '127.0.0.1'}:{upstream.port or 5432}")
         env = {
             **production_env(),
             **LIMITS,
             "BASTION_DATABASE_URL": bouncer.url(database),
             "BASTION_DATABASE_PGBOUNCER": "true",
-            "BASTION_REDIS_URL": REDIS_URL,
+            "BASTION_REDIS_URL": shared_redis_url,
             "BASTION_TRUSTED_PROXIES": "127.0.0.1/32",
             "BASTION_ALLOWED_HOSTS": HOST,
             "BASTION_PUBLIC_ORIGIN": f"https://{HOST}",

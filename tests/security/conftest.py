@@ -1,8 +1,10 @@
 """Helpers for the abuse-defence tests: events, the RateLimit fields, a hasher the test
-holds back, and a private Redis that a test may stop, freeze and restart.
+holds back.
 
 The fixtures that run a test on both store backends (``backend``, ``start_guarded``,
-``clients``) are in tests/conftest.py, shared with tests/attacks/.
+``clients``) and the private Redis a test may stop, freeze and restart
+(``redis_server``) are in tests/conftest.py, shared with tests/attacks/ and
+tests/faults/.
 """
 
 from __future__ import annotations
@@ -12,29 +14,15 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import argon2
-import pytest
 
 from bastion.app import BastionApp
 from bastion.security.passwords import HasherConfig, PasswordHasher
-from tests.servers import RedisServer
 
 WRONG = "Wrong-Password-123456"
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A private Redis for this test alone (so that stopping it disturbs nobody)."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def environ_without_bastion() -> dict[str, str]:
@@ -96,10 +84,17 @@ class GatedArgon:
 
 
 async def install_hasher(
-    app: BastionApp, argon: GatedArgon, *, concurrency: int = 2, queue: int = 64
+    app: BastionApp,
+    argon: GatedArgon,
+    *,
+    concurrency: int = 2,
+    queue: int = 64,
+    max_wait: float = 30.0,
 ) -> PasswordHasher:
-    """Give ``app`` a hasher over ``argon`` (its dummy hash computed already)."""
-    hasher = PasswordHasher(HasherConfig(concurrency=concurrency, queue=queue), argon=argon)
+    """Give ``app`` a hasher over ``argon`` (its dummy hash computed already); its places
+    wait up to ``max_wait`` in line (by default longer than any test holds a gate)."""
+    config = HasherConfig(concurrency=concurrency, queue=queue, max_wait=max_wait)
+    hasher = PasswordHasher(config, argon=argon)
     await hasher.warm_up()
     old, app.services.hasher = app.services.hasher, hasher
     old.close()

@@ -60,8 +60,9 @@ def argon() -> SlowArgon:
 def make_hasher(argon: SlowArgon) -> Any:
     made: list[PasswordHasher] = []
 
-    def make(concurrency: int, queue: int) -> PasswordHasher:
-        hasher = PasswordHasher(HasherConfig(concurrency=concurrency, queue=queue), argon=argon)
+    def make(concurrency: int, queue: int, max_wait: float = 30.0) -> PasswordHasher:
+        config = HasherConfig(concurrency=concurrency, queue=queue, max_wait=max_wait)
+        hasher = PasswordHasher(config, argon=argon)
         made.append(hasher)
         return hasher
 
@@ -225,6 +226,50 @@ async def test_cancelled_waiters_do_not_leak_slots(argon: SlowArgon, make_hasher
         argon.release.release()
     await asyncio.gather(*again)
     assert hasher.running == 0
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted"])
+async def test_a_place_that_waits_past_max_wait_is_refused_and_leaves_the_line(
+    argon: SlowArgon, make_hasher: Any, trusted: bool
+) -> None:
+    """Attacker: keeps the hashes running (or starved of CPU) so that every guess behind
+    them waits as long as they last. Defence: no wait in line outlasts ``max_wait``;
+    the place is given up, and the slot goes to whoever comes next."""
+    hasher = make_hasher(concurrency=1, queue=2, max_wait=0.2)
+    running = verify(hasher, "running", trusted=trusted)
+    await wait_until(lambda: argon.active == 1, "a hash running")
+    waiter = verify(hasher, "waiter", trusted=trusted)
+    await wait_until(lambda: hasher.waiting == 1, "one waiting")
+    with pytest.raises(Unavailable) as refused:
+        await asyncio.wait_for(waiter, timeout=10)
+    assert refused.value.retry_after >= 1
+    assert (hasher.waiting, hasher.running) == (0, 1)
+    assert argon.started == ["running"]
+    argon.release.release()
+    await running
+    assert hasher.running == 0
+    nxt = verify(hasher, "next", trusted=trusted)
+    await wait_until(lambda: argon.active == 1, "the next hash starts at once")
+    argon.release.release()
+    assert await nxt is False
+    assert argon.started == ["running", "next"]
+
+
+def test_max_wait_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_wait"):
+        HasherConfig(max_wait=0)
+
+
+async def test_a_closed_hasher_opens_again_on_warm_up(argon: SlowArgon) -> None:
+    hasher = PasswordHasher(HasherConfig(concurrency=1, queue=1), argon=argon)
+    await hasher.warm_up()
+    hasher.close()
+    await hasher.warm_up()  # as at the next start of the app
+    try:
+        argon.release.release()
+        assert await hasher.verify("fake$again", "again") is False
+    finally:
+        hasher.close()
 
 
 async def test_a_cancelled_caller_holds_its_slot_until_its_hash_is_done(

@@ -191,6 +191,9 @@ class SessionOut(BaseModel):
     id: str
     createdAt: datetime
     lastUsedAt: datetime
+    # The session's absolute end: however often it is refreshed, it ends then (sooner
+    # if it is not refreshed within the refresh token's lifetime).
+    expiresAt: datetime
     userAgent: str
     ip: str
     current: bool

@@ -31,12 +31,16 @@ from bastion.store import StoreUnavailable
 from bastion.tasks import stop
 
 __all__ = [
+    "SESSION_ENDED",
     "SYNC_MARKER",
+    "Issued",
     "end_session",
     "end_sessions",
     "revocation_sync",
+    "session_clock",
     "start_session",
     "sync_revocations",
+    "unix",
 ]
 
 logger = logging.getLogger("bastion.sessions")
@@ -47,18 +51,42 @@ _MARKER_TTL = 86400.0
 _FLAG_MARGIN = 5
 
 
+# The reason of the event when a refresh comes after its session's absolute end.
+SESSION_ENDED = "session lifetime ended"
+
+
+def session_clock(services: Services) -> datetime:
+    """Now, for sessions: the refresh token codec's clock, so that a session's
+    deadlines and its tokens' ``exp`` are read off one clock (tests move it)."""
+    return datetime.fromtimestamp(services.refresh.config.clock(), UTC)
+
+
+def unix(moment: datetime) -> int:
+    """A deadline as a token's ``exp``: whole seconds, never later than ``moment``."""
+    return int(moment.timestamp())
+
+
 def _flag_ttl(services: Services) -> int:
     """How long an access token of an ended session can still be presented."""
     return services.settings.access_ttl + _FLAG_MARGIN
 
 
+Issued = tuple[str, dict[str, Any]]  # a token and its claims
+
+
 async def start_session(
     services: Services, *, user_id: str, user_agent: str, ip: str
-) -> tuple[str, str, dict[str, Any]]:
-    """A new session: ``(access_token, refresh_token, access_claims)``."""
-    now = datetime.now(UTC)
+) -> tuple[Issued, Issued]:
+    """A new session: its access and refresh tokens, each with its claims. It ends
+    ``session_max_age`` from now, a deadline stored with it (a later change of the
+    setting moves no session's end); no token of it outlives that."""
+    now = session_clock(services)
+    # Whole seconds, as a token's ``exp`` is: the row and the tokens name the same end.
+    ends_at = datetime.fromtimestamp(unix(now) + services.settings.session_max_age, UTC)
     session_id = str(uuid.uuid4())
-    refresh, refresh_claims = services.refresh.issue(user_id, claims={"sid": session_id})
+    refresh, refresh_claims = services.refresh.issue(
+        user_id, claims={"sid": session_id}, not_after=unix(ends_at)
+    )
     await sessions.create_session(
         services.db,
         session_id=session_id,
@@ -66,11 +94,12 @@ async def start_session(
         token_id=refresh_claims["jti"],
         now=now,
         expires_at=now + timedelta(seconds=services.settings.refresh_ttl),
+        ends_at=ends_at,
         user_agent=user_agent,
         ip=ip,
     )
-    access, claims = services.access.issue(user_id, claims={"sid": session_id})
-    return access, refresh, claims
+    access = services.access.issue(user_id, claims={"sid": session_id}, not_after=unix(ends_at))
+    return access, (refresh, refresh_claims)
 
 
 async def _flag(services: Services, session_ids: list[str]) -> None:

@@ -9,6 +9,7 @@ timestamps as aware datetimes and booleans as bools, whichever database answered
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import uuid
@@ -159,23 +160,56 @@ class PostgresDatabase:
         self.pool_config = pool or PgPool()
         self.timeouts = timeouts
         self._pool: Any = None
-        self._lock = asyncio.Lock()
+        self._connecting: asyncio.Future[Any] | None = None
 
     async def _get_pool(self) -> Any:
-        if self._pool is None:
-            import asyncpg
+        """The pool, opened by the first caller that needs it. Callers that arrive while
+        it is being opened share that one attempt (never one after another, each with
+        its own wait); each waits at most ``timeouts.connect`` from its arrival, then
+        gets :class:`DatabaseUnavailable`, and the attempt itself ends within that."""
+        if self._pool is not None:
+            return self._pool
+        attempt = self._connecting
+        if attempt is None:
+            attempt = self._connecting = asyncio.ensure_future(self._open_pool())
+            attempt.add_done_callback(self._opened)
+        try:
+            async with asyncio.timeout(self.timeouts.connect):
+                # Shielded: a waiter that gives up (or is cancelled) leaves the attempt
+                # to the others.
+                return await asyncio.shield(attempt)
+        except TimeoutError:
+            raise DatabaseUnavailable("no connection to PostgreSQL in time") from None
+        except DatabaseUnavailable as exc:  # each waiter its own error, not one shared
+            raise DatabaseUnavailable(str(exc)) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if attempt.cancelled() and (task is None or not task.cancelling()):
+                # The attempt, not this caller, was cancelled: the database closed.
+                raise DatabaseUnavailable("the database was closed while connecting") from None
+            raise
 
-            async with self._lock:
-                if self._pool is None:
-                    try:
-                        self._pool = await asyncpg.create_pool(
-                            self.url,
-                            reset=_reset,
-                            **pool_arguments(self.pool_config, self.timeouts),
-                        )
-                    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                        raise DatabaseUnavailable(str(exc)) from exc
-        return self._pool
+    def _opened(self, attempt: asyncio.Future[Any]) -> None:
+        if self._connecting is attempt:
+            self._connecting = None  # failed or not, the next caller starts afresh
+        if not attempt.cancelled() and attempt.exception() is None:
+            self._pool = attempt.result()
+
+    async def _open_pool(self) -> Any:
+        import asyncpg
+
+        try:
+            # ``timeout`` bounds each connection; this, the whole opening (the first
+            # connection, then the rest of ``min_size``, and their setup). asyncpg
+            # terminates whatever a failed or cancelled opening had connected.
+            async with asyncio.timeout(self.timeouts.connect):
+                return await asyncpg.create_pool(
+                    self.url,
+                    reset=_reset,
+                    **pool_arguments(self.pool_config, self.timeouts),
+                )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
 
     @asynccontextmanager
     async def _acquire(self, *, transaction: bool) -> AsyncIterator[_PgConn]:
@@ -230,6 +264,11 @@ class PostgresDatabase:
         """Close the pool once the connections in use are given back, waiting at most
         ``timeouts.close``; then cut them (asyncpg terminates a pool whose close is
         cancelled)."""
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()  # asyncpg terminates what it connected
+            with contextlib.suppress(BaseException):
+                await connecting
         pool, self._pool = self._pool, None
         if pool is not None:
             try:

@@ -115,6 +115,27 @@ _PRODUCTS_BY_NAME = (
     ("CREATE INDEX products_by_name ON products (lower(name), id) WHERE active",),
 )
 
+# The absolute end of each session (ASVS 5.0 V7.3.2), set at login and never moved by
+# a refresh. Sessions that predate it get the default lifetime (30 days) from their
+# login; a refresh token of theirs that would live past that is cut to it.
+_SESSION_ENDS_AT_PG = (
+    "ALTER TABLE sessions ADD COLUMN ends_at timestamptz",
+    "UPDATE sessions SET ends_at = created_at + interval '30 days'",
+    "UPDATE sessions SET expires_at = LEAST(expires_at, ends_at)",
+    "ALTER TABLE sessions ALTER COLUMN ends_at SET NOT NULL",
+)
+# SQLite cannot make a column NOT NULL after the fact: the default never survives the
+# UPDATE. Timestamps are fixed-width text (bastion.db.database), so the date arithmetic
+# keeps their form: the seconds part moved 30 days, the fraction and offset kept.
+_SESSION_ENDS_AT_SQLITE = (
+    "ALTER TABLE sessions ADD COLUMN ends_at TIMESTAMPTZ NOT NULL"
+    " DEFAULT '0001-01-01T00:00:00.000000+00:00'",
+    "UPDATE sessions SET ends_at ="
+    " strftime('%Y-%m-%dT%H:%M:%S', substr(created_at, 1, 19), '+30 days')"
+    " || substr(created_at, 20)",
+    "UPDATE sessions SET expires_at = MIN(expires_at, ends_at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", postgresql=_INITIAL[0], sqlite=_INITIAL[1]),
     Migration(
@@ -122,6 +143,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "products by name",
         postgresql=_PRODUCTS_BY_NAME[0],
         sqlite=_PRODUCTS_BY_NAME[1],
+    ),
+    Migration(
+        3,
+        "sessions end at an absolute deadline",
+        postgresql=_SESSION_ENDS_AT_PG,
+        sqlite=_SESSION_ENDS_AT_SQLITE,
     ),
 )
 

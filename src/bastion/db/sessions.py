@@ -17,8 +17,8 @@ __all__ = [
 ]
 
 SESSION_COLUMNS = (
-    "id, user_id, token_id, generation, created_at, last_used_at, expires_at, revoked_at,"
-    " user_agent, ip"
+    "id, user_id, token_id, generation, created_at, last_used_at, expires_at, ends_at,"
+    " revoked_at, user_agent, ip"
 )
 
 
@@ -30,17 +30,21 @@ async def create_session(
     token_id: str,
     now: datetime,
     expires_at: datetime,
+    ends_at: datetime,
     user_agent: str,
     ip: str,
 ) -> None:
+    """A new session; it ends at ``ends_at`` however often it is refreshed (and its
+    token at ``expires_at`` unless rotated first: never after ``ends_at``)."""
     await db.execute(
         "INSERT INTO sessions (id, user_id, token_id, created_at, last_used_at, expires_at,"
-        " user_agent, ip) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+        " ends_at, user_agent, ip) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)",
         session_id,
         user_id,
         token_id,
         now,
-        expires_at,
+        min(expires_at, ends_at),
+        ends_at,
         user_agent[:256],
         ip,
     )
@@ -57,13 +61,17 @@ async def rotate_session(
     ip: str,
 ) -> Row | None:
     """Swap the session's current token for a new one, if and only if ``old_token_id``
-    is still current and the session is live. One statement: of any number of racing
-    rotations with the same token, exactly one gets a row back."""
+    is still current and the session is live (not revoked, its token not expired, its
+    absolute end not reached). The new token expires at ``expires_at`` or at the
+    session's end, whichever comes first (the row returned says which). One statement:
+    of any number of racing rotations with the same token, exactly one gets a row."""
     return await db.fetchrow(
         "UPDATE sessions SET token_id = $3, generation = generation + 1, last_used_at = $4,"
-        " expires_at = $5, ip = $6"
+        " expires_at = CASE WHEN $5 < ends_at THEN $5 ELSE ends_at END, ip = $6"
         " WHERE id = $1 AND token_id = $2 AND revoked_at IS NULL AND expires_at > $4"
-        " RETURNING id, user_id, token_id, generation, created_at, last_used_at, expires_at, revoked_at, user_agent, ip",
+        " AND ends_at > $4"
+        " RETURNING id, user_id, token_id, generation, created_at, last_used_at, expires_at,"
+        " ends_at, revoked_at, user_agent, ip",
         session_id,
         old_token_id,
         new_token_id,
@@ -75,15 +83,17 @@ async def rotate_session(
 
 async def get_session(db: Connection, *, session_id: str) -> Row | None:
     return await db.fetchrow(
-        "SELECT id, user_id, token_id, generation, created_at, last_used_at, expires_at, revoked_at, user_agent, ip FROM sessions WHERE id = $1",
+        "SELECT id, user_id, token_id, generation, created_at, last_used_at, expires_at,"
+        " ends_at, revoked_at, user_agent, ip FROM sessions WHERE id = $1",
         session_id,
     )
 
 
 async def list_sessions(db: Connection, *, user_id: str, now: datetime) -> list[Row]:
     return await db.fetch(
-        "SELECT id, user_id, token_id, generation, created_at, last_used_at, expires_at, revoked_at, user_agent, ip FROM sessions"
-        " WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2"
+        "SELECT id, user_id, token_id, generation, created_at, last_used_at, expires_at,"
+        " ends_at, revoked_at, user_agent, ip FROM sessions"
+        " WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND ends_at > $2"
         " ORDER BY created_at DESC, id DESC",
         user_id,
         now,

@@ -4,6 +4,7 @@
 
     SecurityError                      base of everything this layer raises
     ├── InvalidToken                   any token failure (one opaque error; reason for logs)
+    │   └── ExpiredToken               authentic, but past its ``exp``
     ├── InvalidCredentials             wrong password or unknown account (one opaque error)
     ├── RateLimited                    a budget is spent (429, carries retry_after)
     └── Unavailable                    a dependency or the hasher is saturated (503)
@@ -13,7 +14,16 @@ Clients only ever see the opaque form; ``reason`` goes to the security event.
 
 from __future__ import annotations
 
-__all__ = ["InvalidCredentials", "InvalidToken", "RateLimited", "SecurityError", "Unavailable"]
+from typing import Any
+
+__all__ = [
+    "ExpiredToken",
+    "InvalidCredentials",
+    "InvalidToken",
+    "RateLimited",
+    "SecurityError",
+    "Unavailable",
+]
 
 
 class SecurityError(Exception):
@@ -28,6 +38,16 @@ class SecurityError(Exception):
 class InvalidToken(SecurityError):
     status = 401
     problem = "unauthorized"
+
+
+class ExpiredToken(InvalidToken):
+    """A token that verified in every respect but time: it expired. ``claims`` are its
+    verified claims, for telling the caller's log why (which session ended); the token
+    itself is refused like any other."""
+
+    def __init__(self, reason: str = "", *, claims: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.claims = claims
 
 
 class InvalidCredentials(SecurityError):

@@ -4,7 +4,8 @@ Hashing runs in small thread pools (argon2-cffi releases the GIL), at most
 ``concurrency`` at a time for each class of attempt (trusted, untrusted) with at most
 ``queue`` more holding a place in line. Past that, :meth:`PasswordHasher.admit` and
 :meth:`PasswordHasher.verify` raise :class:`Unavailable` at once instead of piling up
-work an attacker has sent.
+work an attacker has sent; a place that waits longer than ``max_wait`` for its hash to
+start gets :class:`Unavailable` too.
 """
 
 from __future__ import annotations
@@ -102,12 +103,17 @@ class HasherConfig:
     parallelism: int = 1
     concurrency: int = 1
     queue: int = 16
+    # Seconds a place may wait in line for its hash to start (the hash itself, once
+    # started, runs to its end: a thread cannot be interrupted).
+    max_wait: float = 5.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if self.queue < 0:
             raise ValueError("queue must not be negative")
+        if not self.max_wait > 0:
+            raise ValueError("max_wait must be positive")
 
 
 class Argon(Protocol):
@@ -183,17 +189,22 @@ class PasswordHasher:
             parallelism=config.parallelism,
             type=argon2.Type.ID,
         )
-        self._pools = {
-            True: ThreadPoolExecutor(config.concurrency, thread_name_prefix="argon2"),
+        self._pools = self._new_pools()
+        self._closed = False
+        self._running = {True: 0, False: 0}
+        self._lines: dict[bool, deque[Place]] = {True: deque(), False: deque()}
+        self._dummy: str | None = None
+
+    def _new_pools(self) -> dict[bool, ThreadPoolExecutor]:
+        # Executors start their threads on first use: a new pair costs nothing yet.
+        return {
+            True: ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="argon2"),
             False: ThreadPoolExecutor(
-                config.concurrency,
+                self.config.concurrency,
                 thread_name_prefix="argon2-untrusted",
                 initializer=_lower_priority,
             ),
         }
-        self._running = {True: 0, False: 0}
-        self._lines: dict[bool, deque[Place]] = {True: deque(), False: deque()}
-        self._dummy: str | None = None
 
     @property
     def running(self) -> int:
@@ -257,13 +268,20 @@ class PasswordHasher:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         place.waiter = future
         try:
-            await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self._release(place.trusted)  # handed the slot just as it was cancelled
-            else:
-                self._leave(place)
-            raise
+            async with asyncio.timeout(self.config.max_wait):
+                try:
+                    await future
+                except asyncio.CancelledError:  # by the caller, or by the timeout
+                    if future.done() and not future.cancelled():
+                        self._release(place.trusted)  # handed the slot as it was cancelled
+                    else:
+                        self._leave(place)
+                    raise
+        except TimeoutError:
+            # Hashes are not finishing (the untrusted threads, at a low priority, get
+            # no CPU under load; or the line is long): the attempt is not judged, and
+            # its client is told when to try again rather than kept waiting.
+            raise Unavailable("waited too long for the hasher", retry_after=RETRY_AFTER) from None
 
     def _release(self, trusted: bool) -> None:
         line = self._lines[trusted]
@@ -350,9 +368,16 @@ class PasswordHasher:
         return self._dummy
 
     async def warm_up(self) -> None:
-        """Compute the dummy hash now, rather than on a first login."""
+        """Open the hasher (again, after :meth:`close`) and compute the dummy hash now,
+        rather than on a first login."""
+        if self._closed:
+            self._pools = self._new_pools()
+            self._closed = False
         await self._dummy_hash()
 
     def close(self) -> None:
+        """Stop the threads (jobs not started are cancelled); :meth:`warm_up` opens
+        the hasher again."""
+        self._closed = True
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 import jwt
 
-from bastion.security.exceptions import InvalidToken
+from bastion.security.exceptions import ExpiredToken, InvalidToken
 from bastion.security.secret import Secret
 
 __all__ = ["TOKEN_REASONS", "TokenCodec", "TokenConfig", "TokenReason"]
@@ -97,16 +97,27 @@ class TokenCodec:
         self._by_kid = {k.key_id: k.reveal() for k in config.keys}
 
     def issue(
-        self, subject: str, *, claims: Mapping[str, Any] | None = None
+        self,
+        subject: str,
+        *,
+        claims: Mapping[str, Any] | None = None,
+        not_after: int | None = None,
+        jti: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """A fresh token for ``subject`` and the claims it carries."""
+        """A fresh token for ``subject`` and the claims it carries. It expires after the
+        codec's ``ttl``, or at ``not_after`` (a Unix time) if that comes first: a token
+        never outlives what it stands for. ``jti``: the id to give it (one the caller
+        recorded first), else a new random one."""
         now = int(self.config.clock())
+        exp = now + self.config.ttl
+        if not_after is not None:
+            exp = min(exp, not_after)
         payload: dict[str, Any] = {
             **(claims or {}),
             "sub": subject,
             "iat": now,
-            "exp": now + self.config.ttl,
-            "jti": uuid.uuid4().hex,
+            "exp": exp,
+            "jti": jti or uuid.uuid4().hex,
             "iss": self.config.issuer,
             "aud": self.config.audience,
             "typ": self.config.typ,
@@ -162,7 +173,7 @@ class TokenCodec:
             raise _rejected("exp and iat must be integers")
         now = self.config.clock()
         if exp <= now - self.config.leeway:
-            raise _rejected("token expired")
+            raise ExpiredToken("token expired", claims=claims)
         if iat > now + self.config.leeway:
             raise _rejected("token issued in the future")
         return claims

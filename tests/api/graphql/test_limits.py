@@ -5,13 +5,17 @@ tests/attacks/test_api4_resource_consumption.py."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from bastion.api.graphql.limits import GraphQLLimits
 from bastion.api.graphql.router import limits_from
+from bastion.app import BastionApp
 from bastion.config import ConfigError, load_settings
+from bastion.db import catalogue, orders
 from tests.api.graphql.conftest import data, gql
 from tests.api.problem import assert_problem
 from tests.conftest import Client, client_for
@@ -57,11 +61,59 @@ async def test_a_fragment_with_aliases_spread_once_counts_once(client: Client) -
 # ---------------------------------------------------------------------------------- first
 
 
-@pytest.mark.parametrize("field", ["products(first: N) { id }", "me { orders(first: N) { id } }"])
-async def test_first_runs_from_1_to_100(client: Client, field: str) -> None:
+async def _more_than_100_of_each(app: BastionApp, user_id: str) -> None:
+    """101 products and 101 orders of ``user_id``: enough that ``first: 100`` is cut."""
+    db, now = app.services.db, datetime.now(UTC)
+    for i in range(101):
+        await catalogue.upsert_product(
+            db,
+            product_id=str(uuid.uuid4()),
+            name=f"First limit product {i:03}",
+            price_cents=100 + i,
+            currency="USD",
+            now=now,
+        )
+    (product,) = await catalogue.list_products(db, after=None, limit=1)
+    for i in range(101):
+        await orders.create_order(
+            db,
+            orders.NewOrder(
+                id=str(uuid.uuid4()),
+                user_id=user_id,
+                items=[(product["id"], 1, product["price_cents"])],
+                line1="1 Main Street",
+                city="Springfield",
+                postcode="12345",
+                country="US",
+                promo_code=None,
+                subtotal_cents=product["price_cents"],
+                discount_cents=0,
+                total_cents=product["price_cents"],
+                currency="USD",
+                created_at=now - timedelta(seconds=i),
+            ),
+        )
+
+
+@pytest.mark.parametrize(
+    ("field", "path"),
+    [
+        ("products(first: N) { id }", ["products"]),
+        ("me { orders(first: N) { id } }", ["me", "orders"]),
+    ],
+)
+async def test_first_runs_from_1_to_100(
+    app: BastionApp, client: Client, field: str, path: list[str]
+) -> None:
+    """With more than 100 of each, ``first: n`` gets exactly ``n``, at both bounds."""
     user = await client.user()
+    await _more_than_100_of_each(app, user["id"])
     for n in (1, 100):
-        data(await gql(client, "{ " + field.replace("N", str(n)) + " }", user=user))
+        got: Any = data(await gql(client, "{ " + field.replace("N", str(n)) + " }", user=user))
+        for key in path:
+            got = got[key]
+        assert len(got) == n
+        assert len({item["id"] for item in got}) == n
 
 
 # ------------------------------------------------------------------------ before anything

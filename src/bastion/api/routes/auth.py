@@ -27,10 +27,17 @@ from bastion.api.schemas import (
     normalise_email,
     user_out,
 )
-from bastion.api.sessions import end_session, end_sessions
+from bastion.api.sessions import (
+    SESSION_ENDED,
+    Issued,
+    end_session,
+    end_sessions,
+    session_clock,
+    unix,
+)
 from bastion.db import IntegrityConflict, sessions, users
 from bastion.security.client_ip import client_ip
-from bastion.security.exceptions import InvalidCredentials, InvalidToken
+from bastion.security.exceptions import ExpiredToken, InvalidCredentials, InvalidToken
 from bastion.store import StoreUnavailable
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -67,10 +74,18 @@ def _set_refresh_cookie(response: Response, token: str, max_age: int) -> None:
     response.headers.append("set-cookie", _refresh_cookie(token, max_age))
 
 
-def _tokens(services: Services, access: str, refresh: str) -> Response:
-    body = {"accessToken": access, "tokenType": "Bearer", "expiresIn": services.settings.access_ttl}
+def _tokens(access: Issued, refresh: Issued) -> Response:
+    """The tokens' answer. Their lifetimes are the tokens' own (``exp`` - ``iat``):
+    shorter than the settings say when the session ends sooner, so that neither the
+    cookie nor the client's idea of the access token outlives the session."""
+    (access_token, access_claims), (refresh_token, refresh_claims) = access, refresh
+    body = {
+        "accessToken": access_token,
+        "tokenType": "Bearer",
+        "expiresIn": access_claims["exp"] - access_claims["iat"],
+    }
     response = json_response(body, headers=NO_STORE)
-    _set_refresh_cookie(response, refresh, services.settings.refresh_ttl)
+    _set_refresh_cookie(response, refresh_token, refresh_claims["exp"] - refresh_claims["iat"])
     return response
 
 
@@ -189,13 +204,13 @@ async def login(body: LoginRequest, request: Request, services: Svc) -> Response
                 services.db, user_id=row["id"], password_hash=new_hash, now=None
             )
         # The browser's old session ends in the same round as the new one starts.
-        (access, refresh, _), _ = await asyncio.gather(
+        (access, refresh), _ = await asyncio.gather(
             services_start(services, request, row["id"]), _end_replaced_session(services, request)
         )
     finally:
         await given_back
     services.events.emit("auth.login.succeeded", request.scope, user_id=row["id"])
-    response = _tokens(services, access, refresh)
+    response = _tokens(access, refresh)
     # The device cookie: this browser has signed in to this account before, so the
     # account's lockout will not refuse it (OWASP's device cookies).
     device_token, _ = services.device.issue(row["id"], claims={"acct": _account_digest(email)})
@@ -234,7 +249,7 @@ def _session_ended(services: Services, request: Request, user_id: str, how: str)
 
 async def services_start(
     services: Services, request: Request, user_id: str
-) -> tuple[str, str, dict[str, object]]:
+) -> tuple[Issued, Issued]:
     from bastion.api.sessions import start_session
 
     return await start_session(
@@ -289,25 +304,29 @@ async def refresh(request: Request, services: Svc) -> Response:
         raise attempts.store_down() from None
     try:
         claims = services.refresh.verify(token)
+    except ExpiredToken as exc:
+        reason = await _why_expired(services, exc)
+        raise _refresh_refused(services, request, reason, exc.claims["sub"]) from None
     except InvalidToken as exc:
         raise _refresh_refused(services, request, exc.reason) from None
     sid = claims.get("sid")
     if not isinstance(sid, str):
         raise _refresh_refused(services, request, "refresh token names no session")
-    now = datetime.now(UTC)
-    new_refresh, new_claims = services.refresh.issue(claims["sub"], claims={"sid": sid})
+    now = session_clock(services)
+    jti = uuid.uuid4().hex  # recorded first; the token is issued once the row says when
     rotated = await sessions.rotate_session(
         services.db,
         session_id=sid,
         old_token_id=claims["jti"],
-        new_token_id=new_claims["jti"],
+        new_token_id=jti,
         now=now,
         expires_at=now + timedelta(seconds=services.settings.refresh_ttl),
         ip=client_ip(request.scope),
     )
     if rotated is None:
         row = await sessions.get_session(services.db, session_id=sid)
-        if row is not None and row["user_id"] == claims["sub"] and row["token_id"] != claims["jti"]:
+        mine = row is not None and row["user_id"] == claims["sub"]
+        if mine and row is not None and row["token_id"] != claims["jti"]:
             # A token we signed, for a real session, that is no longer current: reuse.
             await end_sessions(services, user_id=row["user_id"], reason="refresh token reuse")
             await users.set_flagged(services.db, user_id=row["user_id"], flagged=True)
@@ -317,9 +336,28 @@ async def refresh(request: Request, services: Svc) -> Response:
                 user_id=row["user_id"],
                 reason=f"session {sid}",
             )
+        elif mine and row is not None and row["revoked_at"] is None and row["ends_at"] <= now:
+            raise _refresh_refused(services, request, SESSION_ENDED, claims["sub"])
         raise _refresh_refused(services, request, "refresh token not current", claims["sub"])
-    access, _ = services.access.issue(claims["sub"], claims={"sid": sid})
-    return _tokens(services, access, new_refresh)
+    # The new tokens live their usual time, or until the session's end if that is sooner.
+    end = unix(rotated["ends_at"])
+    refresh_token = services.refresh.issue(
+        claims["sub"], claims={"sid": sid}, not_after=end, jti=jti
+    )
+    access = services.access.issue(claims["sub"], claims={"sid": sid}, not_after=end)
+    return _tokens(access, refresh_token)
+
+
+async def _why_expired(services: Services, exc: ExpiredToken) -> str:
+    """The event's reason for an authentic refresh token past its ``exp``: the end of
+    its session's lifetime (tokens are cut to it), or plain expiry (not refreshed
+    within the refresh TTL)."""
+    sid = exc.claims.get("sid")
+    if isinstance(sid, str):
+        row = await sessions.get_session(services.db, session_id=sid)
+        if row is not None and row["ends_at"] <= session_clock(services):
+            return SESSION_ENDED
+    return exc.reason
 
 
 @router.post("/logout", status_code=204, responses=problem_responses(403))
@@ -365,12 +403,14 @@ async def logout_all(request: Request, user: CurrentUser, services: Svc) -> Resp
 
 @router.get("/sessions", response_model=Page[SessionOut])
 async def list_sessions(user: CurrentUser, services: Svc) -> Response:
-    rows = await sessions.list_sessions(services.db, user_id=user.user_id, now=datetime.now(UTC))
+    now = session_clock(services)
+    rows = await sessions.list_sessions(services.db, user_id=user.user_id, now=now)
     items = [
         {
             "id": r["id"],
             "createdAt": r["created_at"].isoformat().replace("+00:00", "Z"),
             "lastUsedAt": r["last_used_at"].isoformat().replace("+00:00", "Z"),
+            "expiresAt": r["ends_at"].isoformat().replace("+00:00", "Z"),
             "userAgent": r["user_agent"],
             "ip": r["ip"],
             "current": r["id"] == user.session_id,
