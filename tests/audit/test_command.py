@@ -1,0 +1,119 @@
+"""``bastion audit`` as a user runs it: the safety gate, clear errors with exit status 2,
+the report formats, and a live ``bastion serve`` audited over real sockets from
+loopback addresses of the audit's own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.servers import BASTION, BastionServer, free_port
+
+
+def audit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BASTION), "audit", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> BastionServer:
+    with BastionServer(tmp_path_factory.mktemp("audited")) as running:
+        yield running  # type: ignore[misc]
+
+
+def test_a_target_that_is_not_loopback_is_refused_without_authorized() -> None:
+    done = audit("http://192.0.2.10:8000")
+    assert done.returncode == 2
+    assert "not a loopback address" in done.stderr
+    assert "--authorized" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        ('[limits]\nglobal = "lots"\n', "limits.global"),
+        ('[auth.login]\nmethod = "FETCH"\npath = "/login"\n', "auth.login.method"),
+        (
+            '[objects]\noperations = [{method = "GET", path = "/o/{oid}"}]\n',
+            "objects.operations[0].path",
+        ),
+        ("unknown = 1\n", "unknown"),
+        ('[[accounts]]\nemail = "a@example.com"\npassword = 42\n', "accounts[0].password"),
+        ("[limits\n", "is not valid TOML"),
+    ],
+)
+def test_a_wrong_profile_is_a_clear_error_naming_the_field_never_a_traceback(
+    tmp_path: Path, toml: str, field: str
+) -> None:
+    profile = tmp_path / "profile.toml"
+    profile.write_text(toml)
+    done = audit(f"http://127.0.0.1:{free_port()}", "--profile", str(profile))
+    assert done.returncode == 2, done.stderr
+    assert field in done.stderr.replace("\n", "")
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_an_unknown_check_id_is_refused_with_the_known_ones() -> None:
+    done = audit(f"http://127.0.0.1:{free_port()}", "--only", "tokens.nope")
+    assert done.returncode == 2
+    assert "tokens.algorithm" in done.stderr
+
+
+def test_a_target_that_does_not_answer_is_exit_status_2() -> None:
+    done = audit(f"http://127.0.0.1:{free_port()}", "--format", "json")
+    assert done.returncode == 2
+    assert "could not be reached" in " ".join(done.stderr.split())
+    assert done.stdout == ""
+
+
+def test_the_json_report_has_exactly_the_documented_schema(server: BastionServer) -> None:
+    done = audit(server.url, "--format", "json", "--only", "tokens.lifetime,tokens.no-store")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) == {"target", "started", "version", "checks", "summary"}
+    assert report["target"] == server.url
+    keys = {"id", "title", "verdict", "owasp", "asvs", "guide", "requests", "reason", "evidence"}
+    assert [set(c) for c in report["checks"]] == [keys, keys]
+    assert [c["id"] for c in report["checks"]] == ["tokens.lifetime", "tokens.no-store"]
+    assert report["summary"]["pass"] == 2
+    assert "at most" in done.stderr  # the announced request budget
+
+
+def test_evidence_never_shows_a_token_a_cookie_or_a_password(server: BastionServer) -> None:
+    done = audit(server.url, "--format", "json", "--only", "tokens.*")
+    report = json.loads(done.stdout)
+    text = json.dumps(report)
+    assert "eyJ" not in text
+    assert "Audit-" not in text  # the prefix of every password the audit chooses
+    assert len([c for c in report["checks"] if c["evidence"]]) == 5
+
+
+def test_sarif_junit_and_markdown_carry_the_same_verdicts(
+    server: BastionServer, tmp_path: Path
+) -> None:
+    only = ("--only", "tokens.lifetime")
+    sarif_file = tmp_path / "audit.sarif"
+    assert (
+        audit(server.url, "--format", "sarif", "--output", str(sarif_file), *only).returncode == 0
+    )
+    sarif = json.loads(sarif_file.read_text())
+    assert sarif["version"] == "2.1.0"
+    (run,) = sarif["runs"]
+    assert [(r["ruleId"], r["kind"]) for r in run["results"]] == [("tokens.lifetime", "pass")]
+    assert run["tool"]["driver"]["rules"][0]["id"] == "tokens.lifetime"
+    junit = ET.fromstring(audit(server.url, "--format", "junit", *only).stdout)  # noqa: S314
+    suite = junit.find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures")) == ("1", "0")
+    markdown = audit(server.url, "--format", "markdown", *only).stdout
+    assert "| `tokens.lifetime` | **pass** |" in markdown
