@@ -38,7 +38,9 @@ def asgi_transport(asgi: Any) -> Callable[[str | None], httpx.AsyncBaseTransport
 
 
 @pytest.fixture
-def audit(start_app: Callable[..., Awaitable[BastionApp]]) -> Audit:
+def audit(
+    start_app: Callable[..., Awaitable[BastionApp]], monkeypatch: pytest.MonkeyPatch
+) -> Audit:
     """``await audit(["tokens.algorithm"], variant="alg-none-accepted")``: the outcome
     of each check run against Bastion (or the named variant), by id."""
 
@@ -48,7 +50,7 @@ def audit(start_app: Callable[..., Awaitable[BastionApp]]) -> Audit:
         chosen = VARIANTS[variant] if variant else None
         settings = {**CONTRACT_LIMITS, **(chosen.settings if chosen else {})}
         app = await start_app(**settings)
-        asgi: Any = chosen.build(app) if chosen else app
+        asgi: Any = chosen.build(app, monkeypatch) if chosen else app
         result = await run_audit(TARGET, profile, select(ids, None), transport=asgi_transport(asgi))
         return {c.id: o for c, o in result.outcomes}
 

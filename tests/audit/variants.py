@@ -8,24 +8,33 @@ Each variant names the checks that must fail on it (``VARIANTS[name].fails``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+import pytest
+from fastapi import Request
 
+from bastion.api.deps import Principal, current_user
+from bastion.api.routes import auth as auth_routes
+from bastion.api.sessions import end_sessions
 from bastion.app import BastionApp
+from bastion.db import sessions as sessions_db
 from bastion.security.exceptions import InvalidToken
 
 Asgi = Any
+Build = Callable[[BastionApp, pytest.MonkeyPatch], Asgi]
 
 
 @dataclass(frozen=True)
 class Variant:
-    """``settings`` overrides, then ``build(app)`` returns the ASGI app to audit."""
+    """``settings`` overrides, then ``build(app, monkeypatch)`` returns the ASGI app to
+    audit (a monkeypatched module function is restored when the test ends)."""
 
     fails: tuple[str, ...]
-    build: Callable[[BastionApp], Asgi] = lambda app: app
+    build: Callable[[BastionApp, pytest.MonkeyPatch], Asgi] = lambda app, _: app
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,8 +95,8 @@ class AcceptsEitherType(_Codec):
             return self.other.verify(token)  # type: ignore[no-any-return]
 
 
-def _replace_access(kind: type[_Codec]) -> Callable[[BastionApp], Asgi]:
-    def build(app: BastionApp) -> Asgi:
+def _replace_access(kind: type[_Codec]) -> Build:
+    def build(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
         services = app.services
         services.access = kind(services.access, services.refresh)  # type: ignore[assignment]
         return app
@@ -95,7 +104,7 @@ def _replace_access(kind: type[_Codec]) -> Callable[[BastionApp], Asgi]:
     return build
 
 
-def _drop_cookie_attribute(attribute: bytes) -> Callable[[BastionApp], Asgi]:
+def _drop_cookie_attribute(attribute: bytes) -> Build:
     def edit(
         scope: dict[str, Any], headers: list[tuple[bytes, bytes]]
     ) -> list[tuple[bytes, bytes]]:
@@ -103,10 +112,10 @@ def _drop_cookie_attribute(attribute: bytes) -> Callable[[BastionApp], Asgi]:
             (k, v.replace(b"; " + attribute, b"") if k == b"set-cookie" else v) for k, v in headers
         ]
 
-    return lambda app: rewrite_response_headers(app, edit)
+    return lambda app, _: rewrite_response_headers(app, edit)
 
 
-def _cacheable_tokens(app: BastionApp) -> Asgi:
+def _cacheable_tokens(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
     def edit(
         scope: dict[str, Any], headers: list[tuple[bytes, bytes]]
     ) -> list[tuple[bytes, bytes]]:
@@ -115,6 +124,84 @@ def _cacheable_tokens(app: BastionApp) -> Asgi:
         return [(k, v) for k, v in headers if k not in (b"cache-control", b"pragma")]
 
     return rewrite_response_headers(app, edit)
+
+
+# -- sessions --------------------------------------------------------------------------
+
+
+def _rotation_ignores_the_old_token(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """Rotation swaps in the new token whatever token was presented: a used one works."""
+    real = sessions_db.rotate_session
+
+    async def rotate(db: Any, *, session_id: str, old_token_id: str, **kwargs: Any) -> Any:
+        row = await sessions_db.get_session(db, session_id=session_id)
+        current = row["token_id"] if row is not None else old_token_id
+        return await real(db, session_id=session_id, old_token_id=current, **kwargs)
+
+    monkeypatch.setattr(sessions_db, "rotate_session", rotate)
+    return app
+
+
+def _rotation_reads_then_writes(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """Rotation checks the current token, then writes: concurrent refreshes all pass."""
+    real = sessions_db.rotate_session
+
+    async def rotate(db: Any, *, session_id: str, old_token_id: str, **kwargs: Any) -> Any:
+        row = await sessions_db.get_session(db, session_id=session_id)
+        if row is None or row["token_id"] != old_token_id or row["revoked_at"] is not None:
+            return None
+        await asyncio.sleep(0.05)  # the window every read-then-write has
+        return await real(db, session_id=session_id, old_token_id=row["token_id"], **kwargs) or row
+
+    monkeypatch.setattr(sessions_db, "rotate_session", rotate)
+    return app
+
+
+def _reuse_not_detected(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """A reused refresh token is refused, but nothing is revoked."""
+
+    async def end_sessions(*args: Any, **kwargs: Any) -> int:
+        return 0
+
+    monkeypatch.setattr(auth_routes, "end_sessions", end_sessions)
+    return app
+
+
+def _logout_ends_every_session(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """Logout signs the user out everywhere: one device's logout ends the others'."""
+
+    async def end_session(services: Any, *, user_id: str, session_id: str, reason: str) -> bool:
+        return await end_sessions(services, user_id=user_id, reason=reason) > 0
+
+    monkeypatch.setattr(auth_routes, "end_session", end_session)
+    return app
+
+
+def _logout_keeps_the_session(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """Logout only clears the cookie: the session, and its refresh token, live on."""
+
+    async def end_session(*args: Any, **kwargs: Any) -> bool:
+        return True
+
+    monkeypatch.setattr(auth_routes, "end_session", end_session)
+    return app
+
+
+def _access_tokens_outlive_sessions(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
+    """Access tokens are checked for their signature and expiry only (stateless JWTs):
+    ending a session leaves them working until they expire."""
+    services = app.services
+
+    async def stateless_user(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        try:
+            claims = services.access.verify(header.removeprefix("Bearer "))
+        except InvalidToken:
+            raise
+        return Principal(user_id=claims["sub"], session_id=claims["sid"], token=claims)
+
+    app.fastapi.dependency_overrides[current_user] = stateless_user
+    return app
 
 
 VARIANTS: dict[str, Variant] = {
@@ -136,4 +223,18 @@ VARIANTS: dict[str, Variant] = {
         fails=("tokens.type-separation",), build=_replace_access(AcceptsEitherType)
     ),
     "cacheable-token-responses": Variant(fails=("tokens.no-store",), build=_cacheable_tokens),
+    "used-refresh-tokens-work": Variant(
+        fails=("refresh.rotation",), build=_rotation_ignores_the_old_token
+    ),
+    "refresh-reuse-not-detected": Variant(fails=("refresh.rotation",), build=_reuse_not_detected),
+    "rotation-read-then-write": Variant(fails=("refresh.race",), build=_rotation_reads_then_writes),
+    "logout-ends-every-session": Variant(
+        fails=("refresh.sessions-independent",), build=_logout_ends_every_session
+    ),
+    "logout-keeps-the-session": Variant(
+        fails=("sessions.logout",), build=_logout_keeps_the_session
+    ),
+    "stateless-access-tokens": Variant(
+        fails=("sessions.logout",), build=_access_tokens_outlive_sessions
+    ),
 }

@@ -42,6 +42,7 @@ class AuditState:
     accounts: list[TestAccount] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
     openapi: dict[str, Any] | None = None
+    refresh_cookie: str | None = None  # detected, when the profile names none
     _next_profile_account: int = 0
 
 
@@ -210,10 +211,15 @@ class CheckContext:
         return None
 
     def refresh_cookie_name(self, browser: Browser) -> str | None:
+        """The refresh cookie's name if ``browser`` holds one: the profile's, or the
+        first cookie whose name says ``refresh``."""
         name = self.profile.auth.refresh_cookie
         if name:
             return name if name in browser.cookies else None
-        return next((n for n in browser.cookies if "refresh" in n.lower()), None)
+        found = next((n for n in browser.cookies if "refresh" in n.lower()), None)
+        if found is not None:
+            self.state.refresh_cookie = found
+        return found
 
     async def login(
         self, browser: Browser, account: TestAccount, *, note: str = ""

@@ -96,7 +96,9 @@ class SelectionError(ValueError):
 def select(only: list[str] | None, skip: list[str] | None) -> list[Check]:
     """The checks to run, in catalogue order. An id may end in ``.*`` (a family).
     Raises :class:`SelectionError` naming an id that matches nothing."""
-    from bastion.audit import checks  # noqa: F401  (registers the catalogue)
+    from bastion.audit.checks import ORDER  # importing it registers the catalogue
+
+    rank = {check_id: i for i, check_id in enumerate(ORDER)}
 
     def matches(pattern: str) -> list[str]:
         if pattern.endswith(".*"):
@@ -107,7 +109,7 @@ def select(only: list[str] | None, skip: list[str] | None) -> list[Check]:
             raise SelectionError(f"no check is named {pattern!r}; known: {', '.join(REGISTRY)}")
         return found
 
-    chosen = list(REGISTRY)
+    chosen = sorted(REGISTRY, key=lambda i: rank.get(i, len(rank)))
     if only:
         wanted = {i for p in only for i in matches(p)}
         chosen = [i for i in chosen if i in wanted]
