@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jwt
@@ -23,6 +23,8 @@ from bastion.api.sessions import end_sessions
 from bastion.app import BastionApp
 from bastion.db import sessions as sessions_db
 from bastion.security.exceptions import InvalidToken
+from bastion.security.guard import AttemptGuard, AttemptRefused
+from bastion.security.limits import Rate
 
 Asgi = Any
 Build = Callable[[BastionApp, pytest.MonkeyPatch], Asgi]
@@ -204,6 +206,98 @@ def _access_tokens_outlive_sessions(app: BastionApp, _: pytest.MonkeyPatch) -> A
     return app
 
 
+# -- headers and errors ------------------------------------------------------------------
+
+
+def _express_headers(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
+    """No HSTS, and the framework named, as Express sends by default."""
+
+    def edit(
+        scope: dict[str, Any], headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        kept = [(k, v) for k, v in headers if k != b"strict-transport-security"]
+        return [*kept, (b"x-powered-by", b"Express")]
+
+    return rewrite_response_headers(app, edit)
+
+
+def _reused_nonce(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
+    """The CSP nonce is a constant (one per process, say): it protects nothing."""
+    import re
+
+    def edit(
+        scope: dict[str, Any], headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        return [
+            (k, re.sub(rb"'nonce-[^']+'", b"'nonce-c3RhdGljbm9uY2UxMjM0NQ'", v))
+            if k == b"content-security-policy"
+            else (k, v)
+            for k, v in headers
+        ]
+
+    return rewrite_response_headers(app, edit)
+
+
+def _plain_json_errors(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
+    """Errors as application/json (a framework's default), not problem details."""
+
+    def edit(
+        scope: dict[str, Any], headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        return [
+            (k, b"application/json" if v == b"application/problem+json" else v) for k, v in headers
+        ]
+
+    return rewrite_response_headers(app, edit)
+
+
+# -- rate limits -----------------------------------------------------------------------
+
+
+def _no_retry_after(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
+    def edit(
+        scope: dict[str, Any], headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        return [(k, v) for k, v in headers if k != b"retry-after"]
+
+    return rewrite_response_headers(app, edit)
+
+
+class SuccessesCount(AttemptGuard):
+    """A success gives nothing back: it counts toward the client's and the account's
+    failure budgets (express-rate-limit without skipSuccessfulRequests)."""
+
+    async def succeeded(self, reservation: Any) -> None:
+        return None
+
+
+class ReadThenWrite(AttemptGuard):
+    """The limit is checked, then counted, with an await between: a burst reads the
+    same count and every attempt of it passes."""
+
+    async def reserve(
+        self, *, ip: str, account: str | None = None, device: str | None = None
+    ) -> Any:
+        per_ip = self.config.per_ip
+        seen = await self.store.peek(self.ip_key(ip), limit=per_ip.count)
+        if not seen.allowed:
+            raise AttemptRefused("auth limit", retry_after=1, ip_hit=seen)
+        await asyncio.sleep(0.05)
+        loose = replace(self.config, per_ip=Rate(10**9, per_ip.window))
+        return await AttemptGuard(self.store, loose).reserve(ip=ip, account=account, device=device)
+
+
+def _guard(kind: type[AttemptGuard]) -> Build:
+    def build(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
+        guard = app.services.guard
+        app.services.guard = kind(guard.store, guard.config)
+        return app
+
+    return build
+
+
+UNLIMITED = "1000000/hour"
+
 VARIANTS: dict[str, Variant] = {
     "alg-none-accepted": Variant(
         fails=("tokens.algorithm",), build=_replace_access(AcceptsUnsigned)
@@ -233,6 +327,21 @@ VARIANTS: dict[str, Variant] = {
     ),
     "logout-keeps-the-session": Variant(
         fails=("sessions.logout",), build=_logout_keeps_the_session
+    ),
+    "express-headers": Variant(fails=("headers.security",), build=_express_headers),
+    "constant-csp-nonce": Variant(fails=("headers.security",), build=_reused_nonce),
+    "plain-json-errors": Variant(fails=("errors.problem-details",), build=_plain_json_errors),
+    "no-global-limit": Variant(
+        fails=("ratelimit.global",), settings={"rate_limit_global": UNLIMITED}
+    ),
+    "429-without-retry-after": Variant(
+        fails=("ratelimit.global", "ratelimit.auth"), build=_no_retry_after
+    ),
+    "no-auth-limit": Variant(fails=("ratelimit.auth",), settings={"rate_limit_auth": UNLIMITED}),
+    "successes-count": Variant(fails=("ratelimit.auth",), build=_guard(SuccessesCount)),
+    "racy-auth-limit": Variant(fails=("ratelimit.burst",), build=_guard(ReadThenWrite)),
+    "trusts-forwarded-for": Variant(
+        fails=("client-ip.spoofing",), settings={"trusted_proxies": "127.0.0.0/8"}
     ),
     "stateless-access-tokens": Variant(
         fails=("sessions.logout",), build=_access_tokens_outlive_sessions

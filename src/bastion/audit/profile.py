@@ -208,6 +208,8 @@ class Profile(_Model):
         _op("GET", "/api/admin/security-events"),
     ]
     limits: Limits = Limits()
+    # HTML pages whose security headers are checked beside the API's.
+    pages: list[str] = ["/"]
     openapi: str = "/openapi.json"
     graphql: str = "/api/graphql"
     development: bool = False

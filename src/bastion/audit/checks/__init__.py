@@ -1,9 +1,9 @@
 """The catalogue: importing this package registers every check. :data:`ORDER` is the
 order they run and are reported in (a check missing from it runs last)."""
 
-from bastion.audit.checks import sessions, tokens
+from bastion.audit.checks import headers, ratelimits, sessions, tokens
 
-__all__ = ["ORDER", "sessions", "tokens"]
+__all__ = ["ORDER", "headers", "ratelimits", "sessions", "tokens"]
 
 ORDER = (
     "tokens.algorithm",
