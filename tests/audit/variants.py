@@ -22,9 +22,10 @@ from bastion.api.routes import auth as auth_routes
 from bastion.api.sessions import end_sessions
 from bastion.app import BastionApp
 from bastion.db import sessions as sessions_db
-from bastion.security.exceptions import InvalidToken
+from bastion.security.exceptions import InvalidCredentials, InvalidToken
 from bastion.security.guard import AttemptGuard, AttemptRefused
 from bastion.security.limits import Rate
+from bastion.security.passwords import PasswordHasher
 
 Asgi = Any
 Build = Callable[[BastionApp, pytest.MonkeyPatch], Asgi]
@@ -251,6 +252,38 @@ def _plain_json_errors(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
     return rewrite_response_headers(app, edit)
 
 
+# -- accounts ------------------------------------------------------------------------
+
+
+def _unknown_emails_skip_the_hash(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """No dummy hash: an unknown email is refused at once, a known one after a hash."""
+    real = PasswordHasher.verify
+
+    async def verify(
+        self: PasswordHasher, stored_hash: str | None, *args: Any, **kwargs: Any
+    ) -> bool:
+        if stored_hash is None:
+            raise InvalidCredentials("unknown account")
+        return await real(self, stored_hash, *args, **kwargs)
+
+    monkeypatch.setattr(PasswordHasher, "verify", verify)
+    return app
+
+
+def _no_password_list(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """Only the length is checked: common passwords of 12 characters register."""
+
+    async def problems(self: PasswordHasher, password: str, **kwargs: Any) -> list[str]:
+        return []
+
+    monkeypatch.setattr(PasswordHasher, "problems", problems)
+    return app
+
+
+# The production cost of Argon2id: the time an unknown email saves is measurable.
+REAL_HASH = {"argon2_memory_kib": 19456, "argon2_time_cost": 2}
+
+
 # -- rate limits -----------------------------------------------------------------------
 
 
@@ -298,6 +331,22 @@ def _guard(kind: type[AttemptGuard]) -> Build:
 
 UNLIMITED = "1000000/hour"
 
+
+# -- lockout ---------------------------------------------------------------------------
+
+
+def _raw_emails(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """Logins compare the email as typed: each spelling has a lockout count of its own."""
+    monkeypatch.setattr(auth_routes, "normalise_email", lambda email: email)
+    return app
+
+
+def _no_device_cookies(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """No device cookies: a locked account is locked for its owner's browser too."""
+    monkeypatch.setattr(auth_routes, "_device_for", lambda *args: None)
+    return app
+
+
 VARIANTS: dict[str, Variant] = {
     "alg-none-accepted": Variant(
         fails=("tokens.algorithm",), build=_replace_access(AcceptsUnsigned)
@@ -338,11 +387,22 @@ VARIANTS: dict[str, Variant] = {
         fails=("ratelimit.global", "ratelimit.auth"), build=_no_retry_after
     ),
     "no-auth-limit": Variant(fails=("ratelimit.auth",), settings={"rate_limit_auth": UNLIMITED}),
-    "successes-count": Variant(fails=("ratelimit.auth",), build=_guard(SuccessesCount)),
+    "successes-count": Variant(
+        fails=("ratelimit.auth", "lockout.successes"), build=_guard(SuccessesCount)
+    ),
+    "no-lockout": Variant(
+        fails=("lockout.account", "lockout.normalisation"), settings={"lockout": UNLIMITED}
+    ),
+    "lockout-by-email-as-typed": Variant(fails=("lockout.normalisation",), build=_raw_emails),
+    "no-device-cookies": Variant(fails=("lockout.denial-of-service",), build=_no_device_cookies),
     "racy-auth-limit": Variant(fails=("ratelimit.burst",), build=_guard(ReadThenWrite)),
     "trusts-forwarded-for": Variant(
         fails=("client-ip.spoofing",), settings={"trusted_proxies": "127.0.0.0/8"}
     ),
+    "unknown-emails-skip-the-hash": Variant(
+        fails=("auth.enumeration",), build=_unknown_emails_skip_the_hash, settings=REAL_HASH
+    ),
+    "no-common-password-list": Variant(fails=("passwords.policy",), build=_no_password_list),
     "stateless-access-tokens": Variant(
         fails=("sessions.logout",), build=_access_tokens_outlive_sessions
     ),

@@ -102,6 +102,8 @@ class Limits(_Model):
     auth: str = "10/hour"
     lockout: str = "5/15minutes"
     access_token_lifetime: str = "15m"  # noqa: S105  (a duration, not a password)
+    password_min_length: int = Field(default=12, ge=1)
+    password_max_length: int = Field(default=128, ge=1)
     max_body_bytes: int = Field(default=10240, ge=1)
     page_limit: int = Field(default=100, ge=1)
 
