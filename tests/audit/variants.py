@@ -9,18 +9,21 @@ Each variant names the checks that must fail on it (``VARIANTS[name].fails``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jwt
 import pytest
-from fastapi import Request
+from fastapi import Depends, Request
 
-from bastion.api.deps import Principal, current_user
+from bastion.api.deps import Principal, admin_user, current_user
 from bastion.api.routes import auth as auth_routes
 from bastion.api.sessions import end_sessions
 from bastion.app import BastionApp
+from bastion.db import orders as orders_db
 from bastion.db import sessions as sessions_db
 from bastion.security.exceptions import InvalidCredentials, InvalidToken
 from bastion.security.guard import AttemptGuard, AttemptRefused
@@ -58,6 +61,66 @@ def rewrite_response_headers(
             await send(message)
 
         await asgi(scope, receive, sending)
+
+    return app
+
+
+def rewrite_json(
+    asgi: Asgi,
+    method: str,
+    path: str,
+    *,
+    request: Callable[[Any], Any] = lambda body: body,
+    response: Callable[[Any, Any], Awaitable[Any]] | None = None,
+) -> Asgi:
+    """``asgi`` with the JSON body of requests to ``method path`` passed through
+    ``request(body)``, and of their responses through ``await response(sent, body)``
+    (``sent``: the body as the client sent it)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != method or scope["path"] != path:
+            await asgi(scope, receive, send)
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            sent = json.loads(raw) if raw else None
+        except ValueError:
+            sent = None
+        forwarded = json.dumps(request(sent)).encode() if sent is not None else raw
+        delivered = False
+
+        async def receiving() -> dict[str, Any]:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": forwarded, "more_body": False}
+
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def sending(message: dict[str, Any]) -> None:
+            if response is None:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    body = b"".join(chunks)
+                    with contextlib.suppress(ValueError):
+                        body = json.dumps(await response(sent, json.loads(body))).encode()
+                    headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+                    headers.append((b"content-length", str(len(body)).encode()))
+                    await send({**start, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
+
+        await asgi(scope, receiving, sending)
 
     return app
 
@@ -252,6 +315,66 @@ def _plain_json_errors(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
     return rewrite_response_headers(app, edit)
 
 
+# -- authorisation ---------------------------------------------------------------------
+
+
+def _any_owner(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """Orders are looked up by id alone: anyone with an id reads and cancels it (BOLA)."""
+    real_get, real_cancel = orders_db.get_order, orders_db.cancel_order
+
+    async def owner_of(db: Any, order_id: str, user_id: str) -> str:
+        return await orders_db.order_owner(db, order_id=order_id) or user_id
+
+    async def get_order(db: Any, *, order_id: str, user_id: str) -> Any:
+        return await real_get(db, order_id=order_id, user_id=await owner_of(db, order_id, user_id))
+
+    async def cancel_order(db: Any, *, order_id: str, user_id: str) -> Any:
+        owner = await owner_of(db, order_id, user_id)
+        return await real_cancel(db, order_id=order_id, user_id=owner)
+
+    monkeypatch.setattr(orders_db, "get_order", get_order)
+    monkeypatch.setattr(orders_db, "cancel_order", cancel_order)
+    return app
+
+
+def _hash_in_me(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
+    """The user record is serialised as stored: the password hash goes out with it."""
+
+    async def add(sent: Any, body: Any) -> Any:
+        return {**body, "passwordHash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"}
+
+    return rewrite_json(app, "GET", "/api/users/me", response=add)
+
+
+PRIVILEGED = ("role", "isAdmin", "admin", "roles", "id", "userId", "emailVerified")
+
+
+def _role_from_the_body(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
+    """``Object.assign(user, req.body)``: a role in a profile update is stored."""
+    db = app.services.db
+
+    def strip(body: Any) -> Any:
+        return {k: v for k, v in body.items() if k not in PRIVILEGED}
+
+    async def store_role(sent: Any, body: Any) -> Any:
+        if isinstance(sent, dict) and sent.get("role") and isinstance(body, dict) and "id" in body:
+            await db.execute("UPDATE users SET role = $2 WHERE id = $1", body["id"], sent["role"])
+            body = {**body, "role": sent["role"]}
+        return body
+
+    return rewrite_json(app, "PATCH", "/api/users/me", request=strip, response=store_role)
+
+
+def _no_role_check(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
+    """Admin routes check that the caller is signed in, not that they are an admin."""
+
+    async def any_user(principal: Principal = Depends(current_user)) -> Principal:  # noqa: B008
+        return principal
+
+    app.fastapi.dependency_overrides[admin_user] = any_user
+    return app
+
+
 # -- accounts ------------------------------------------------------------------------
 
 
@@ -403,6 +526,14 @@ VARIANTS: dict[str, Variant] = {
         fails=("auth.enumeration",), build=_unknown_emails_skip_the_hash, settings=REAL_HASH
     ),
     "no-common-password-list": Variant(fails=("passwords.policy",), build=_no_password_list),
+    "orders-of-anyone": Variant(fails=("authz.object-level",), build=_any_owner),
+    "password-hash-in-responses": Variant(fails=("authz.property-level",), build=_hash_in_me),
+    "role-from-the-request-body": Variant(
+        fails=("authz.mass-assignment",), build=_role_from_the_body
+    ),
+    "admin-routes-without-role-check": Variant(
+        fails=("authz.function-level",), build=_no_role_check
+    ),
     "stateless-access-tokens": Variant(
         fails=("sessions.logout",), build=_access_tokens_outlive_sessions
     ),

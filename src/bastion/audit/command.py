@@ -81,7 +81,7 @@ def audit_main(
                 result = asyncio.run(run_audit(target, profile, checks, observer=table))
         else:
             result = asyncio.run(run_audit(target, profile, checks))
-    except AuditError as exc:
+    except (AuditError, ProfileError) as exc:
         console.print(f"[bold red]cannot audit:[/] {escape(str(exc))}")
         return EXIT_CANNOT_RUN
     if fmt == "table":

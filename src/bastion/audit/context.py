@@ -10,6 +10,7 @@ import httpx
 
 from bastion.audit.client import Browser, Budget
 from bastion.audit.evidence import Evidence
+from bastion.audit.openapi import OpenAPI
 from bastion.audit.profile import PLACEHOLDER, Operation, Profile
 from bastion.audit.target import AddressPool, Target, TransportFactory
 from bastion.audit.verdicts import Failed, Inconclusive, NotApplicable
@@ -41,7 +42,7 @@ class AuditState:
     fixtures: dict[str, Any] = field(default_factory=dict)
     accounts: list[TestAccount] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
-    openapi: dict[str, Any] | None = None
+    openapi: OpenAPI | None = None
     refresh_cookie: str | None = None  # detected, when the profile names none
     _next_profile_account: int = 0
 

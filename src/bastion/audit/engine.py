@@ -14,12 +14,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 from bastion import __version__
-from bastion.audit.client import Budget
+from bastion.audit.client import Browser, Budget
 from bastion.audit.context import AuditState, CheckContext, json_at
-from bastion.audit.profile import Profile
+from bastion.audit.openapi import parse_openapi, read_openapi_file
+from bastion.audit.profile import Profile, ProfileError
 from bastion.audit.registry import Check
 from bastion.audit.target import AddressPool, Target, TransportFactory, default_transport
 from bastion.audit.verdicts import VERDICTS, CheckOutcome, Inconclusive, Verdicts
@@ -54,8 +56,8 @@ def plan(checks: Sequence[Check], profile: Profile) -> Plan:
         accounts = "accounts it registers itself (audit-<random>@example.com)"
     else:
         accounts = "the profile's test accounts: " + ", ".join(a.email for a in profile.accounts)
-    # The probe and the fixtures take a request each.
-    total = sum(c.max_requests for c in checks) + 1 + len(profile.fixtures)
+    # The probe, the OpenAPI document and the fixtures take a request each.
+    total = sum(c.max_requests for c in checks) + 2 + len(profile.fixtures)
     return Plan(max_requests=total, locking=locking, accounts=accounts)
 
 
@@ -84,13 +86,14 @@ class AuditResult:
 
 async def _prepare(state: AuditState) -> None:
     """Check that the target answers, then read the profile's fixtures."""
-    ctx = CheckContext(state, Budget(1 + len(state.profile.fixtures), 30))
+    ctx = CheckContext(state, Budget(2 + len(state.profile.fixtures), 30))
     try:
         browser = ctx.browser("probe")
         try:
             await browser.request("GET", state.profile.auth.me.path, record=False)
         except Inconclusive as exc:
             raise AuditError(f"{state.target.url}: {exc.reason}") from None
+        await _load_openapi(state, browser)
         for name, fixture in state.profile.fixtures.items():
             try:
                 response = await browser.request("GET", fixture.path, record=False)
@@ -99,6 +102,30 @@ async def _prepare(state: AuditState) -> None:
                 state.fixtures[name] = None
     finally:
         await ctx.aclose()
+
+
+async def _load_openapi(state: AuditState, browser: Browser) -> None:
+    """The profile's OpenAPI document: a path on the target, a URL or a file. A wrong
+    document raises ProfileError; a missing one too, unless the profile never named it
+    (the contract's default location: Bastion serves none in production)."""
+    where = state.profile.openapi
+    explicit = "openapi" in state.profile.model_fields_set
+    if not where or not state.profile.has("openapi"):
+        return
+    if not where.startswith(("/", "http://", "https://")):
+        state.openapi = read_openapi_file(Path(where))
+        return
+    try:
+        response = await browser.request("GET", where, record=False)
+    except Inconclusive as exc:
+        raise ProfileError(f"OpenAPI document {where}: {exc.reason}") from None
+    if response.status_code != 200:
+        if explicit:
+            raise ProfileError(
+                f"OpenAPI document {where}: the target answered {response.status_code}"
+            )
+        return
+    state.openapi = parse_openapi(response.content, where)
 
 
 async def _run_one(state: AuditState, check: Check) -> CheckOutcome:
@@ -141,7 +168,8 @@ async def run_audit(
     transport: TransportFactory = default_transport,
     observer: Observer | None = None,
 ) -> AuditResult:
-    """Audit ``target``. Raises :class:`AuditError` when it does not answer at all."""
+    """Audit ``target``. Raises :class:`AuditError` when it does not answer at all, and
+    :class:`ProfileError` when the OpenAPI document the profile names is wrong."""
     state = AuditState(
         profile=profile,
         target=target,
