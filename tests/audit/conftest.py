@@ -17,7 +17,8 @@ from bastion.audit.profile import DEFAULT_PROFILE, Profile
 from bastion.audit.registry import select
 from bastion.audit.target import Target
 from bastion.audit.verdicts import CheckOutcome
-from tests.audit.variants import VARIANTS
+from bastion.seed import seed_demo
+from tests.audit.variants import PRODUCTION, VARIANTS
 
 # The contract's limits (the suite's other tests run unlimited by default).
 CONTRACT_LIMITS = {
@@ -32,7 +33,10 @@ Audit = Callable[..., Awaitable[dict[str, CheckOutcome]]]
 
 def asgi_transport(asgi: Any) -> Callable[[str | None], httpx.AsyncBaseTransport]:
     def make(address: str | None) -> httpx.AsyncBaseTransport:
-        return httpx.ASGITransport(app=asgi, client=(address or "127.0.0.1", 40000))
+        # An exception the app lets out is a 500 to the audit, as from a real server.
+        return httpx.ASGITransport(
+            app=asgi, client=(address or "127.0.0.1", 40000), raise_app_exceptions=False
+        )
 
     return make
 
@@ -48,8 +52,11 @@ def audit(
         ids: list[str] | None, *, variant: str | None = None, profile: Profile = DEFAULT_PROFILE
     ) -> dict[str, CheckOutcome]:
         chosen = VARIANTS[variant] if variant else None
-        settings = {**CONTRACT_LIMITS, **(chosen.settings if chosen else {})}
+        # Bastion itself as it is deployed: production mode, with the demo catalogue.
+        settings = {**CONTRACT_LIMITS, **(chosen.settings if chosen else PRODUCTION)}
         app = await start_app(**settings)
+        if settings.get("env") == "production":
+            await seed_demo(app.services.db)
         asgi: Any = chosen.build(app, monkeypatch) if chosen else app
         result = await run_audit(TARGET, profile, select(ids, None), transport=asgi_transport(asgi))
         return {c.id: o for c, o in result.outcomes}

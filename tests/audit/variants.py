@@ -25,6 +25,7 @@ from bastion.api.sessions import end_sessions
 from bastion.app import BastionApp
 from bastion.db import orders as orders_db
 from bastion.db import sessions as sessions_db
+from bastion.db import users as users_db
 from bastion.security.exceptions import InvalidCredentials, InvalidToken
 from bastion.security.guard import AttemptGuard, AttemptRefused
 from bastion.security.limits import Rate
@@ -375,6 +376,41 @@ def _no_role_check(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
     return app
 
 
+# -- input -------------------------------------------------------------------------------
+
+
+def _string_built_sql(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
+    """The login's lookup builds its SQL from the email: a quote breaks the statement."""
+
+    async def get_user_by_email(db: Any, *, email: str) -> Any:
+        where = f"email = '{email}'"  # the flaw this variant has
+        columns = "id, email, name, role, flagged, created_at, password_hash, password_changed_at"
+        return await db.fetchrow(f"SELECT {columns} FROM users WHERE {where}")  # noqa: S608
+
+    monkeypatch.setattr(users_db, "get_user_by_email", get_user_by_email)
+    return app
+
+
+def _coerced_quantities(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
+    """Lax validation: a quantity of "1", 1.5 or true is taken as the integer 1."""
+
+    def coerce(body: Any) -> Any:
+        for item in body.get("items", []) if isinstance(body, dict) else []:
+            if isinstance(item, dict) and isinstance(item.get("quantity"), str | float | bool):
+                with contextlib.suppress(ValueError):
+                    item["quantity"] = int(item["quantity"])
+        return body
+
+    return rewrite_json(app, "POST", "/api/orders", request=coerce)
+
+
+PRODUCTION = {
+    "env": "production",
+    "access_secret": "audit-variant-access-secret-" + "a" * 20,
+    "refresh_secret": "audit-variant-refresh-secret-" + "r" * 20,
+}
+
+
 # -- accounts ------------------------------------------------------------------------
 
 
@@ -533,6 +569,16 @@ VARIANTS: dict[str, Variant] = {
     ),
     "admin-routes-without-role-check": Variant(
         fails=("authz.function-level",), build=_no_role_check
+    ),
+    "string-built-sql": Variant(fails=("input.injection",), build=_string_built_sql),
+    "coerced-quantities": Variant(fails=("input.validation",), build=_coerced_quantities),
+    "no-body-limit": Variant(
+        fails=("resources.limits",), settings={"max_body_bytes": 64 * 1024 * 1024}
+    ),
+    # The suite's app runs in development mode, where introspection answers.
+    "graphql-introspection-on": Variant(fails=("graphql.limits",)),
+    "graphql-without-alias-limit": Variant(
+        fails=("graphql.limits",), settings={**PRODUCTION, "graphql_max_aliases": 1000}
     ),
     "stateless-access-tokens": Variant(
         fails=("sessions.logout",), build=_access_tokens_outlive_sessions

@@ -9,7 +9,7 @@ checks must present old or foreign cookies on purpose (a used refresh token).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
@@ -101,7 +101,7 @@ class Browser:
         path: str,
         *,
         json: Any = None,
-        content: bytes | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         token: str | None = None,
         cookies: Mapping[str, str] | None = None,

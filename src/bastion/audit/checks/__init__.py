@@ -1,9 +1,30 @@
 """The catalogue: importing this package registers every check. :data:`ORDER` is the
 order they run and are reported in (a check missing from it runs last)."""
 
-from bastion.audit.checks import accounts, authz, headers, lockout, ratelimits, sessions, tokens
+from bastion.audit.checks import (
+    accounts,
+    authz,
+    graphql,
+    headers,
+    inputs,
+    lockout,
+    ratelimits,
+    sessions,
+    tokens,
+)
 
-__all__ = ["ORDER", "accounts", "authz", "headers", "lockout", "ratelimits", "sessions", "tokens"]
+__all__ = [
+    "ORDER",
+    "accounts",
+    "authz",
+    "graphql",
+    "headers",
+    "inputs",
+    "lockout",
+    "ratelimits",
+    "sessions",
+    "tokens",
+]
 
 ORDER = (
     "tokens.algorithm",
