@@ -7,28 +7,53 @@ from __future__ import annotations
 import json
 import subprocess
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import BASTION, BastionServer, free_port
+from bastion.audit.registry import select
+from tests.servers import BASTION, BastionServer, free_port, production_env
 
 
-def audit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def audit(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BASTION), "audit", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
-        cwd=cwd,
     )
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> BastionServer:
-    with BastionServer(tmp_path_factory.mktemp("audited")) as running:
-        yield running  # type: ignore[misc]
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BastionServer]:
+    """``bastion serve`` as deployed: production mode, the contract's limits, the demo
+    catalogue (objects need products)."""
+    audited = BastionServer(tmp_path_factory.mktemp("audited"), production_env())
+    audited.cli("seed-demo")
+    with audited as running:
+        yield running
+
+
+def test_a_live_bastion_serve_passes_every_check_with_no_profile(server: BastionServer) -> None:
+    """Over real sockets, each client from a loopback address of the audit's own: the
+    contract's limits (100 requests per 15 minutes per address...) judge nothing but
+    the audit's own probes. The issue asks for the whole audit in under a minute."""
+    done = audit(server.url, "--format", "json", timeout=60)
+    report = json.loads(done.stdout)
+    verdicts = {c["id"]: (c["verdict"], c["reason"]) for c in report["checks"]}
+    assert len(verdicts) == len(select(None, None))
+    assert {v for v, _ in verdicts.values()} == {"pass"}, verdicts
+    assert done.returncode == 0
+    addresses = {
+        e.split("@")[1].split(":")[0]
+        for c in report["checks"]
+        for e in c["evidence"]
+        if "@127." in e
+    }
+    assert len(addresses) > 50  # spread over many source addresses, none of them 127.0.0.1
+    assert "127.0.0.1" not in addresses
 
 
 def test_a_target_that_is_not_loopback_is_refused_without_authorized() -> None:
@@ -61,6 +86,42 @@ def test_a_wrong_profile_is_a_clear_error_naming_the_field_never_a_traceback(
     assert done.returncode == 2, done.stderr
     assert field in done.stderr.replace("\n", "")
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_wrong_openapi_document_is_a_clear_error_naming_the_field(
+    server: BastionServer, tmp_path: Path
+) -> None:
+    document = tmp_path / "openapi.json"
+    document.write_text(
+        json.dumps(
+            {
+                "openapi": "3.1.0",
+                "paths": {
+                    "/x": {
+                        "get": {
+                            "responses": {
+                                "200": {
+                                    "content": {
+                                        "application/json": {
+                                            "schema": {"$ref": "#/components/schemas/Nope"}
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        )
+    )
+    profile = tmp_path / "profile.toml"
+    profile.write_text('openapi = "openapi.json"\n')  # beside the profile
+    done = audit(server.url, "--profile", str(profile), "--only", "authz.property-level")
+    assert done.returncode == 2
+    message = " ".join(done.stderr.split())
+    assert "paths./x.get.responses.200.content.application/json.schema" in message
+    assert "does not resolve" in message
+    assert "Traceback" not in done.stderr
 
 
 def test_an_unknown_check_id_is_refused_with_the_known_ones() -> None:

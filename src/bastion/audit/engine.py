@@ -112,8 +112,8 @@ async def _load_openapi(state: AuditState, browser: Browser) -> None:
     explicit = "openapi" in state.profile.model_fields_set
     if not where or not state.profile.has("openapi"):
         return
-    if not where.startswith(("/", "http://", "https://")):
-        state.openapi = read_openapi_file(Path(where))
+    if where.startswith("file:"):
+        state.openapi = read_openapi_file(Path(where.removeprefix("file:")))
         return
     try:
         response = await browser.request("GET", where, record=False)

@@ -212,6 +212,8 @@ class Profile(_Model):
     limits: Limits = Limits()
     # HTML pages whose security headers are checked beside the API's.
     pages: list[str] = ["/"]
+    # The OpenAPI document: a path on the target ("/openapi.json"), a URL, or a file
+    # ("file:/abs/path", or a path relative to the profile's folder).
     openapi: str = "/openapi.json"
     graphql: str = "/api/graphql"
     development: bool = False
@@ -291,7 +293,12 @@ def load_profile(path: Path | None) -> Profile:
         raise ProfileError(f"{path}: is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: is not valid TOML ({exc})") from None
-    return parse_profile(data, source=str(path))
+    profile = parse_profile(data, source=str(path))
+    where = profile.openapi
+    if where and not where.startswith(("/", "http://", "https://", "file:")):
+        # A file named relative to the profile's own folder.
+        profile = profile.model_copy(update={"openapi": f"file:{(path.parent / where).resolve()}"})
+    return profile
 
 
 DEFAULT_PROFILE = Profile()
