@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bastion.audit.profile import load_profile
 from bastion.audit.registry import select
 from tests.servers import BASTION, BastionServer, free_port, production_env
 
@@ -178,3 +179,14 @@ def test_sarif_junit_and_markdown_carry_the_same_verdicts(
     assert (suite.get("tests"), suite.get("failures")) == ("1", "0")
     markdown = audit(server.url, "--format", "markdown", *only).stdout
     assert "| `tokens.lifetime` | **pass** |" in markdown
+
+
+def test_the_example_profile_of_the_docs_is_a_valid_profile(tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "blog.toml").write_text(example)
+    profile = load_profile(tmp_path / "blog.toml")
+    assert profile.auth.token_pointer == "/data/token"
+    assert not profile.has("auth.register")
+    assert len(profile.objects.operations) == 4
+    assert profile.openapi == f"file:{tmp_path / 'openapi.json'}"
