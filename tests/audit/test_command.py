@@ -190,3 +190,24 @@ def test_the_example_profile_of_the_docs_is_a_valid_profile(tmp_path: Path) -> N
     assert not profile.has("auth.register")
     assert len(profile.objects.operations) == 4
     assert profile.openapi == f"file:{tmp_path / 'openapi.json'}"
+
+
+def test_against_a_remote_target_the_audit_says_which_checks_its_limits_kept_unjudged() -> None:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from bastion.audit.command import _advise
+    from bastion.audit.engine import AuditResult
+    from bastion.audit.verdicts import CheckOutcome
+
+    (limited,) = select(["graphql.limits"], None)
+    result = AuditResult(target="https://api.example.com", started=datetime.now(UTC), version="0")
+    result.outcomes.append(
+        (limited, CheckOutcome("graphql.limits", "inconclusive", "rate limited", limited=True))
+    )
+    console = Console(record=True, width=200)
+    _advise(console, result, spread=False)
+    said = console.export_text()
+    assert "kept these checks from a verdict: graphql.limits" in said
+    assert "raise the per-client limits for the auditor's address" in said
