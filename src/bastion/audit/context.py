@@ -215,11 +215,15 @@ class CheckContext:
         """The refresh cookie's name if ``browser`` holds one: the profile's, or the
         first cookie whose name says ``refresh``."""
         name = self.profile.auth.refresh_cookie
-        if name:
-            return name if name in browser.cookies else None
+        if name in browser.cookies:
+            return name
+        if name and "refresh_cookie" in self.profile.auth.model_fields_set:
+            return None  # the profile named it: no guessing
+        # The contract's name is not there: the cookie whose name says "refresh".
         found = next((n for n in browser.cookies if "refresh" in n.lower()), None)
-        if found is not None:
+        if found is not None and found != self.state.refresh_cookie:
             self.state.refresh_cookie = found
+            self.note(f"the refresh cookie is {found!r}, not {name!r}")
         return found
 
     async def login(

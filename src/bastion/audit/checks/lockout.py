@@ -47,7 +47,12 @@ async def lockout_account(ctx: CheckContext) -> str:
     account = await ctx.new_account(browser)
     await ctx.login(browser, account, note="the control: the right password")
     statuses = await _fail(ctx, account.email, limit, "a wrong password, each from another address")
-    ctx.control(all(s == 401 for s in statuses), f"the wrong passwords answered {statuses}")
+    # A 429 before the last is a lockout that came early (it counted the control's
+    # success: lockout.successes judges that): the account is locked all the same.
+    ctx.control(
+        statuses[0] == 401 and all(s in (401, 429) for s in statuses),
+        f"the wrong passwords answered {statuses}",
+    )
     right = await _try(
         ctx, account.email, account.password, "the right password, after the failures"
     )
@@ -106,17 +111,22 @@ async def lockout_normalisation(ctx: CheckContext) -> str:
             break
         what, email = variants[i % len(variants)]
         answer = await _try(ctx, email, wrong_password(), f"wrong password, {what}")
+        if answer.status_code == 429 and guesses:
+            break  # the variants locked the account before the limit: one count for all
         if answer.status_code == 401:
             guesses += 1
             used.append(what)
-    ctx.control(guesses == limit, f"only {guesses} of the variants were taken as login attempts")
+    ctx.control(
+        guesses == limit or (guesses > 0 and answer.status_code == 429),
+        f"only {guesses} of the variants were taken as login attempts",
+    )
     right = await _try(ctx, account.email, account.password, "the right password, as registered")
     ctx.expect(
         right.status_code != 200,
         f"{limit} failures with variants of the email ({', '.join(sorted(set(used)))}) did "
         "not lock the account",
     )
-    return f"{limit} failures spread over {len(set(used))} variants of the email locked it"
+    return f"{guesses} failures spread over {len(set(used))} variants of the email locked it"
 
 
 @check(
