@@ -1,4 +1,4 @@
-"""``bastion``: serve, migrate, seed-demo, users, ``--version``."""
+"""``bastion``: serve, migrate, seed-demo, users, audit, ``--version``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, TypeVar
 
@@ -299,6 +301,51 @@ def users_create(
 
     _run(go)
     console.print(f"created {'admin' if admin else 'user'} {body.email}.")
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    sarif = "sarif"
+    junit = "junit"
+    markdown = "markdown"
+
+
+@app.command("audit")
+def audit_cmd(
+    url: Annotated[str, typer.Argument(help="Base URL of the API to audit.")],
+    profile: Annotated[
+        Path | None, typer.Option(help="TOML profile of the API (default: shared/API.md's).")
+    ] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="Report format.")] = (
+        ReportFormat.table
+    ),
+    output: Annotated[Path | None, typer.Option(help="Write the report to FILE.")] = None,
+    only: Annotated[
+        str | None, typer.Option(help="Run only these check ids (comma-separated).")
+    ] = None,
+    skip: Annotated[
+        str | None, typer.Option(help="Skip these check ids (comma-separated).")
+    ] = None,
+    authorized: Annotated[
+        bool, typer.Option("--authorized", help="Allow a target that is not loopback.")
+    ] = False,
+) -> None:
+    """Attack an API the way the guide's defences expect (loopback only unless --authorized)."""
+    from bastion.audit.command import audit_main
+
+    raise typer.Exit(
+        audit_main(
+            url,
+            profile_path=profile,
+            fmt=fmt.value,
+            output=output,
+            only=only,
+            skip=skip,
+            authorized=authorized,
+            console=console,
+        )
+    )
 
 
 def main() -> None:
