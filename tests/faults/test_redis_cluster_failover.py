@@ -1,0 +1,115 @@
+"""A Redis Cluster master stops answering mid-traffic (SIGSTOP: a hung host) and its
+replica takes over. Meanwhile sign-in answers 503 with ``Retry-After`` (the auth limit
+cannot be counted, so it is never skipped), reads go on, nothing answers 500, and once
+the replica is promoted service resumes by itself, the counts exactly where they were.
+
+The cluster is this test's own, with a 1 s ``cluster-node-timeout`` so that the
+failover takes seconds; the cluster keeps Redis's default
+``cluster-require-full-coverage yes`` (while a slot has no master, no slot is served).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.crc import key_slot
+
+from tests.conftest import StartApp, client_for
+from tests.security.conftest import WRONG
+from tests.servers import RedisClusterServers
+
+LIMIT = 30  # wrong passwords judged per address and hour
+BEFORE = 10  # judged before the master is stopped
+# Bounds on waits for states the test drives to (not speeds): the promotion takes
+# 2 to 4 s here; service must be back within RESUME of it.
+PROMOTION_BOUND = 30.0
+RESUME = 10.0
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(tmp_path / "cluster", node_timeout_ms=1000)
+    servers.start()
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+def _owner(masters: dict[int, tuple[int, int]], slot: int) -> int | None:
+    return next((p for p, (lo, hi) in masters.items() if lo <= slot <= hi), None)
+
+
+async def test_a_master_failing_over_mid_traffic_costs_503s_never_a_500_or_a_bypass(
+    cluster: RedisClusterServers, start_app: StartApp
+) -> None:
+    app = await start_app(
+        redis_url=cluster.url(), rate_limit_auth=f"{LIMIT}/hour", lockout="1000000/hour"
+    )
+    auth_slot = key_slot(b"{auth}")  # every sign-in budget shares this tag's slot
+    victim_port = _owner(cluster.masters(), auth_slot)
+    assert victim_port is not None
+    victim = cluster.node(victim_port)
+    witness = next(p for p in cluster.ports if p != victim_port)
+    body = {"email": "nobody@example.com", "password": WRONG}
+
+    async with client_for(app, "203.0.113.7") as guesser, client_for(app) as reader:
+        for _ in range(BEFORE):
+            assert (await guesser.post("/api/auth/login", json=body)).status_code == 401
+
+        logins: list[tuple[float, int, str | None]] = []
+        reads: list[int] = []
+        promoted_at: list[float] = []
+        stop = asyncio.Event()
+
+        async def guess() -> None:
+            while not stop.is_set():
+                r = await guesser.post("/api/auth/login", json=body)
+                logins.append((time.monotonic(), r.status_code, r.headers.get("retry-after")))
+                if r.status_code == 503:
+                    await asyncio.sleep(0.05)  # as a client honouring Retry-After would, faster
+
+        async def read() -> None:
+            while not stop.is_set():
+                reads.append((await reader.get("/api/products")).status_code)
+                await asyncio.sleep(0.02)
+
+        async def watch() -> None:
+            while not promoted_at:
+                masters = await asyncio.to_thread(cluster.masters, via=witness)
+                owner = _owner(masters, auth_slot)
+                if owner is not None and owner != victim_port:
+                    promoted_at.append(time.monotonic())
+                await asyncio.sleep(0.05)
+
+        stopped_at = time.monotonic()
+        victim.freeze()
+        traffic = [asyncio.create_task(f()) for f in (guess, guess, guess, read)]
+        try:
+            await asyncio.wait_for(watch(), PROMOTION_BOUND)
+            deadline = promoted_at[0] + RESUME
+            while not any(s == 429 and t > promoted_at[0] for t, s, _ in logins):
+                assert time.monotonic() < deadline, "sign-in never came back after the promotion"
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.gather(*traffic)
+
+    statuses = Counter(s for _, s, _ in logins)
+    # Only these: judged (401), over the limit (429), or refused while uncountable (503).
+    assert set(statuses) <= {401, 429, 503}, statuses
+    assert statuses[503] > 0, "the outage was never seen"
+    assert all(ra is not None and int(ra) >= 1 for _, s, ra in logins if s == 503)
+    # Exactly the limit was judged, across the failover: none lost, none let through.
+    assert BEFORE + statuses[401] == LIMIT, statuses
+    # No answer but a 503 between the master stopping and its replica taking over...
+    assert all(s == 503 for t, s, _ in logins if stopped_at + 1.5 < t < promoted_at[0])
+    # ...and reads were never refused: the global limit falls back to per-process.
+    assert set(reads) == {200}, Counter(reads)
+    resumed = min(t for t, s, _ in logins if s != 503 and t > promoted_at[0])
+    assert resumed - promoted_at[0] < RESUME
