@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.conftest import PASSWORD, REDIS_URL, flush_redis
 from tests.security.conftest import WRONG, environ_without_bastion
 from tests.servers import RedisServer, free_port
