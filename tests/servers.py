@@ -58,7 +58,7 @@ def _pong(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+            return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -200,8 +200,9 @@ class RedisClusterServers:
         return result.stdout
 
     def wait_ok(self, timeout: float = 30) -> None:
-        """Until every running node says ``cluster_state:ok`` and every running replica
-        has finished its first sync with its master (so that a failover loses nothing)."""
+        """Until every running node says ``cluster_state:ok``, sees as many replicas as
+        there are running replicas, and every running replica has finished its first
+        sync with its master (so that a failover loses nothing)."""
         deadline = time.monotonic() + timeout
         while True:
             live = [n.port for n in self.nodes if n.process is not None and not n.frozen]
@@ -211,8 +212,11 @@ class RedisClusterServers:
                 or ("master_link_status:up" in s and "master_sync_in_progress:0" in s)
                 for s in states
             )
+            replicas = sum("role:slave" in s for s in states)
             if synced and all(
-                "cluster_state:ok" in self.command(p, "cluster", "info") for p in live
+                "cluster_state:ok" in self.command(p, "cluster", "info")
+                and self.command(p, "cluster", "nodes").count("slave") >= replicas
+                for p in live
             ):
                 return
             if time.monotonic() > deadline:
