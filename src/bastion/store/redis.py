@@ -268,10 +268,18 @@ class RedisStore:
         if self._cluster is not None:
             # The flag and the budget lie in two slots, most likely on two nodes: both
             # commands at once, so that the pair still costs one round trip of time.
+            # Both awaited to the end, so that neither is left running when one fails.
             res, exists = await asyncio.gather(
-                self._run_take(budgets), self._redis.exists(_key(flag))
+                self._run_take(budgets), self._redis.exists(_key(flag)), return_exceptions=True
             )
-            return res, exists
+        else:
+            res, exists = await self._pipelined(budgets, flag)
+        for value in (res, exists):
+            if isinstance(value, BaseException):
+                raise value
+        return res, exists
+
+    async def _pipelined(self, budgets: Sequence[Budget], flag: str) -> tuple[Any, Any]:
         # One server: a pipeline of EVALSHA + EXISTS, one round trip (redis-py's Script
         # objects would add a SCRIPT EXISTS round trip to every pipeline).
         args: list[Any] = [_key(b.key) for b in budgets]
@@ -282,10 +290,7 @@ class RedisStore:
             pipe.exists(_key(flag))
             res, exists = await pipe.execute(raise_on_error=False)
         if isinstance(res, NoScriptError):  # Redis restarted: its script cache is empty
-            res = await self._run_take(budgets)
-        for value in (res, exists):
-            if isinstance(value, Exception):
-                raise value
+            res = await self._redis.eval(_TAKE_SCRIPT.source, len(budgets), *args)
         return res, exists
 
     async def take(self, budgets: Sequence[Budget]) -> list[Hit]:
