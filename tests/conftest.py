@@ -19,7 +19,7 @@ from bastion.app import BastionApp, create_app
 from bastion.config import Settings, load_settings
 from tests.auth.conftest import SECRETS, Device, record_events, refresh_cookie_of
 from tests.databases import scratch_postgres
-from tests.servers import PostgresCluster, RedisServer
+from tests.servers import PostgresCluster, RedisClusterServers, RedisServer
 
 PG_URL = os.environ.get("BASTION_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL")
@@ -49,7 +49,7 @@ def pytest_report_header() -> str:
 # ``-m "not postgres"`` leaves them out, by choice, on a machine without PostgreSQL.
 SERVER_MARKERS = {
     "postgres": ("shared_postgres_url", "postgres", "frozen_database"),
-    "redis": ("shared_redis_url", "redis_server"),
+    "redis": ("shared_redis_url", "redis_server", "shared_cluster_url"),
 }
 
 
@@ -137,13 +137,31 @@ async def _wipe(settings: Settings) -> None:
         finally:
             await conn.close()
     if settings.redis_url:
-        import redis.asyncio as aioredis
+        await flush_redis(settings.redis_url)
 
-        client = aioredis.Redis.from_url(settings.redis_url)
+
+async def flush_redis(url: str) -> None:
+    """Empty the Redis db of ``url``; on a (private) cluster, every master's."""
+    from bastion.store.urls import is_cluster_url
+
+    if is_cluster_url(url):
+        from redis.asyncio.cluster import RedisCluster
+
+        from bastion.store.cluster import open_cluster
+
+        cluster = open_cluster(url, timeout=5)
         try:
-            await client.flushdb()
+            await cluster.flushdb(target_nodes=RedisCluster.PRIMARIES)
         finally:
-            await client.aclose()
+            await cluster.aclose()
+        return
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
@@ -397,9 +415,29 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private Redis Cluster (3 masters, 3 replicas) for the whole run, in both runs:
+    started on first use (about 2 s)."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster.url()
+    finally:
+        cluster.stop()
+
+
+# Tests of exact counting run on the cluster too: ``@pytest.mark.parametrize("backend",
+# ON_EVERY_STORE, indirect=True)``.
+ON_EVERY_STORE = ["memory", "redis", "cluster"]
+
+
 @pytest.fixture(params=["memory", "redis"])
 def backend(request: pytest.FixtureRequest, shared_redis_url: str) -> str | None:
-    """The store URL of the backend under test: ``None`` (in-process) or a Redis URL."""
+    """The store URL of the backend under test: ``None`` (in-process), a Redis URL, or
+    (where a test asks for ``"cluster"``) the private cluster's URL."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("shared_cluster_url"))
     return shared_redis_url if request.param == "redis" else None
 
 

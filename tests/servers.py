@@ -40,11 +40,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (``port + 10000``) is free too."""
+    for _ in range(200):
+        port = 20000 + secrets.randbelow(20000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 def _pong(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+            return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -52,19 +70,21 @@ def _pong(port: int) -> bool:
 class RedisServer:
     """A private ``redis-server`` on a free port, without persistence."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; these tests need it")
         self.binary = binary
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.frozen = False
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
+        """Start it (``options`` are more ``redis-server`` arguments) and wait for PONG."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
@@ -79,6 +99,9 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                "--logfile",
+                str(self.workdir / "redis.log"),
+                *options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -96,15 +119,132 @@ class RedisServer:
             self.process.kill()
             self.process.wait(10)
         self.process = None
+        self.frozen = False
 
     def freeze(self) -> None:
         """SIGSTOP: the port still accepts connections, but nothing ever answers."""
         assert self.process is not None
         self.process.send_signal(signal.SIGSTOP)
+        self.frozen = True
 
     def thaw(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+        self.frozen = False
+
+
+class RedisClusterServers:
+    """A private Redis Cluster: three masters and three replicas (``redis-server
+    --cluster-enabled yes`` on free ports, joined by ``redis-cli --cluster create``),
+    without persistence. A short ``cluster-node-timeout`` makes a failover take seconds.
+    """
+
+    def __init__(self, workdir: Path, *, node_timeout_ms: int = 1000) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed; these tests need it")
+        self.cli = cli
+        self.workdir = workdir
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes = [
+            RedisServer(workdir / f"node-{i}", port=free_cluster_port()) for i in range(6)
+        ]
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    def url(self) -> str:
+        """The ``redis+cluster://`` URL naming every node (any one would do)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(node.workdir / "nodes.conf"),
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+                "--repl-diskless-sync-delay",
+                "0",
+            )
+        result = subprocess.run(
+            [
+                self.cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            self.stop()
+            raise RuntimeError(
+                f"redis-cli --cluster create failed:\n{result.stdout}{result.stderr}"
+            )
+        self.wait_ok()
+
+    def command(self, port: int, *args: str, timeout: float = 5) -> str:
+        """One ``redis-cli`` command on the node at ``port``; its output."""
+        result = subprocess.run(
+            [self.cli, "-h", "127.0.0.1", "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return result.stdout
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Until every running node says ``cluster_state:ok``, sees as many replicas as
+        there are running replicas, and every running replica has finished its first
+        sync with its master (so that a failover loses nothing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            live = [n.port for n in self.nodes if n.process is not None and not n.frozen]
+            states = [self.command(p, "info", "replication") for p in live]
+            synced = all(
+                "role:master" in s
+                or ("master_link_status:up" in s and "master_sync_in_progress:0" in s)
+                for s in states
+            )
+            replicas = sum("role:slave" in s for s in states)
+            if synced and all(
+                "cluster_state:ok" in self.command(p, "cluster", "info")
+                and self.command(p, "cluster", "nodes").count("slave") >= replicas
+                for p in live
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster never reached cluster_state:ok")
+            time.sleep(0.05)
+
+    def masters(self, *, via: int | None = None) -> dict[int, tuple[int, int]]:
+        """``{port: (first slot, last slot)}`` of every master with slots, as the node at
+        ``via`` (by default the first running one) sees the cluster."""
+        port = via or next(n.port for n in self.nodes if n.process is not None and not n.frozen)
+        out: dict[int, tuple[int, int]] = {}
+        for line in self.command(port, "cluster", "nodes").splitlines():
+            fields = line.split()
+            if len(fields) > 8 and "master" in fields[2] and "fail" not in fields[2]:
+                first, _, last = fields[8].partition("-")
+                out[int(fields[1].split(":")[1].split("@")[0])] = (int(first), int(last or first))
+        return out
+
+    def node(self, port: int) -> RedisServer:
+        return next(n for n in self.nodes if n.port == port)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 def production_env() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""``bastion``: serve, migrate, seed-demo, users, audit, ``--version``."""
+"""``bastion``: serve, migrate, seed-demo, users, check, audit, ``--version``."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ def _settings() -> Settings:
 
 def _describe(settings: Settings) -> str:
     db = "PostgreSQL" if settings.database_url else f"SQLite ({settings.sqlite_path})"
-    store = "Redis" if settings.redis_url else "in-process store"
+    store = "in-process store"
+    if settings.redis_url:
+        store = "Redis Cluster" if settings.redis_url.startswith(("redis+", "rediss+")) else "Redis"
     return f"{settings.env} mode, {db}, {store}"
 
 
@@ -180,6 +182,38 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
         # (bastion.shutdown); then they are cancelled and the worker exits.
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
+
+
+@app.command("check")
+def check_cmd(
+    wait: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for each dependency.")
+    ] = 2.0,
+) -> None:
+    """Validate the configuration, print it (secrets masked), and check that the
+    database, the store (each cluster node) and the migrations are ready: exit 0 if so,
+    1 if not (a deploy gate)."""
+    from rich.markup import escape
+
+    from bastion.check import check_ready, masked_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        console.print(f"[bold red]configuration error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    out = Console(highlight=False, soft_wrap=True)
+    out.print("[bold]configuration[/] (valid)")
+    for name, value in masked_settings(settings):
+        out.print(f"  {name} = {escape(value)}")
+    rows = asyncio.run(check_ready(settings, wait=wait))
+    out.print("[bold]readiness[/]")
+    for row in rows:
+        mark = "ok  " if row.ok else "FAIL"
+        out.print(f"  {mark} {row.name}: {escape(row.detail)}")
+    ready = all(row.ok for row in rows)
+    out.print("ready" if ready else "[bold red]not ready[/]")
+    raise typer.Exit(0 if ready else 1)
 
 
 @app.command("migrate")

@@ -13,12 +13,20 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bastion.security.hosts import AllowedHostsConfig
 from bastion.security.limits import Rate, parse_duration, parse_rate
 from bastion.security.origins import parse_origin
+from bastion.store.urls import check_store_url
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -84,6 +92,10 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
+def _store_url(value: str | None) -> str | None:
+    return check_store_url(value) if value else value
+
+
 RateSetting = Annotated[Rate, NoDecode, BeforeValidator(_rate)]
 DurationSetting = Annotated[int, BeforeValidator(_duration), Field(ge=1)]
 AddressSetting = Annotated[tuple[str, int] | None, NoDecode, BeforeValidator(_address)]
@@ -96,7 +108,7 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     database_url: str | None = None
-    redis_url: str | None = None
+    redis_url: Annotated[str | None, AfterValidator(_store_url)] = None
     var_dir: Path = Path("var")
 
     access_secret: SecretStr | None = None

@@ -35,7 +35,7 @@ from tests.auth.conftest import (
 )
 from tests.auth.forgeries import ACCESS_ATTACKS, REFRESH_ATTACKS, Build, Material, case_ids
 from tests.auth.test_sessions import _cookie, _statuses
-from tests.conftest import PASSWORD, Client, Clients, StartApp, client_for
+from tests.conftest import ON_EVERY_STORE, PASSWORD, Client, Clients, StartApp, client_for
 from tests.security.conftest import GatedArgon, install_hasher, wait_until
 from tests.security.test_guard import DEVICE_COOKIE, ip, login
 
@@ -344,6 +344,7 @@ async def test_weak_passwords_are_refused_at_registration(client: Client, passwo
 # -------------------------------------------------- credential stuffing, brute force
 
 
+@pytest.mark.parametrize("backend", ON_EVERY_STORE, indirect=True)
 async def test_fifty_parallel_wrong_passwords_from_one_ip_get_exactly_ten_401_and_forty_429(
     start_guarded: StartApp, clients: Clients
 ) -> None:
@@ -447,6 +448,7 @@ async def test_variants_of_an_email_share_one_lockout(
         assert (await login(clients(app, ip(9)), email, PASSWORD)).status_code == 429
 
 
+@pytest.mark.parametrize("backend", ON_EVERY_STORE, indirect=True)
 async def test_fifty_parallel_guesses_from_fifty_addresses_get_exactly_five_answers(
     start_guarded: StartApp, clients: Clients
 ) -> None:

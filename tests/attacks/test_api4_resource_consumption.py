@@ -27,7 +27,15 @@ from tests.api.graphql.test_limits import DEPTH_3, aliases
 from tests.api.problem import assert_problem
 from tests.api.test_request_errors import LIMIT, _big_order
 from tests.auth.conftest import record_events
-from tests.conftest import PASSWORD, Client, Clients, CountingDatabase, StartApp, client_for
+from tests.conftest import (
+    ON_EVERY_STORE,
+    PASSWORD,
+    Client,
+    Clients,
+    CountingDatabase,
+    StartApp,
+    client_for,
+)
 from tests.security.conftest import (
     WRONG,
     GatedArgon,
@@ -186,6 +194,7 @@ async def test_the_global_limit_allows_exactly_its_budget_then_answers_429(
     assert [(e["event"], e["ip"]) for e in events] == [("ratelimit.exceeded", "203.0.113.1")]
 
 
+@pytest.mark.parametrize("backend", ON_EVERY_STORE, indirect=True)
 async def test_fifty_parallel_requests_against_a_limit_of_n_let_exactly_n_through(
     start_guarded: StartApp, clients: Clients
 ) -> None:

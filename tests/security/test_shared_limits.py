@@ -1,5 +1,6 @@
-"""Two real ``bastion serve`` processes sharing one Redis and one database enforce one
-budget between them, exactly; and several workers without Redis are refused.
+"""Two real ``bastion serve`` processes sharing one Redis (or one Redis Cluster) and one
+database enforce one budget between them, exactly; and several workers without Redis
+are refused.
 
 The shared database is PostgreSQL on the PostgreSQL + Redis run, and one SQLite file on
 the default run (with a private Redis), so this runs, and can fail, on both."""
@@ -17,9 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
-from tests.conftest import PASSWORD, REDIS_URL
+from tests.conftest import PASSWORD, REDIS_URL, flush_redis
 from tests.security.conftest import WRONG, environ_without_bastion
 from tests.servers import RedisServer, free_port
 
@@ -63,9 +63,13 @@ class Server:
                 self.process.wait(10)
 
 
-@pytest.fixture
-def shared_store(tmp_path: Path) -> Iterator[str]:
-    """The configured Redis on the PostgreSQL + Redis run, else a private one."""
+@pytest.fixture(params=["redis", "cluster"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The configured Redis on the PostgreSQL + Redis run, else a private one; or the
+    run's private Redis Cluster."""
+    if request.param == "cluster":
+        yield str(request.getfixturevalue("shared_cluster_url"))
+        return
     if REDIS_URL:
         yield REDIS_URL
         return
@@ -81,9 +85,7 @@ def shared_store(tmp_path: Path) -> Iterator[str]:
 async def two_servers(
     tmp_path: Path, shared_store: str, pg_database: str | None
 ) -> AsyncIterator[list[Server]]:
-    raw = aioredis.Redis.from_url(shared_store)
-    await raw.flushdb()
-    await raw.aclose()
+    await flush_redis(shared_store)
     env = environ_without_bastion() | {
         "BASTION_REDIS_URL": shared_store,
         "BASTION_ACCESS_SECRET": secrets.token_urlsafe(48),

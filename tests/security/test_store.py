@@ -1,5 +1,6 @@
-"""The store protocol, attacked on both backends: exact budgets under concurrency,
-all-or-nothing takes, slots never credited to a later window, expiring flags."""
+"""The store protocol, attacked on every backend (memory, one Redis, a Redis Cluster): exact
+budgets under concurrency, all-or-nothing takes, slots never credited to a later window,
+expiring flags."""
 
 from __future__ import annotations
 
@@ -14,18 +15,20 @@ from bastion.security.guard import AttemptGuard, GuardConfig
 from bastion.security.limits import Rate
 from bastion.store import Budget, MemoryStore, Store, StoreUnavailable
 from bastion.store.redis import RedisStore
+from tests.conftest import flush_redis
 from tests.servers import RedisServer, free_port
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest, shared_redis_url: str) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    raw = aioredis.Redis.from_url(shared_redis_url)
-    await raw.flushdb()
-    await raw.aclose()
-    redis_store = RedisStore.from_url(shared_redis_url)
+    url = shared_redis_url
+    if request.param == "cluster":
+        url = request.getfixturevalue("shared_cluster_url")
+    await flush_redis(url)
+    redis_store = RedisStore.from_url(url)
     yield redis_store
     await redis_store.aclose()
 

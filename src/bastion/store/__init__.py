@@ -12,7 +12,8 @@ __all__ = ["Budget", "Hit", "MemoryStore", "Store", "StoreUnavailable", "open_st
 
 
 def open_store(url: str | None) -> Store:
-    """The in-process store for ``None``, else the Redis store for a ``redis://`` URL."""
+    """The in-process store for ``None``, else the Redis store for a ``redis://`` URL
+    (one server) or a ``redis+cluster://`` URL (a Redis Cluster)."""
     if not url:
         return MemoryStore()
     from bastion.store.redis import RedisStore

@@ -11,26 +11,41 @@ Failing fast: short socket timeouts, one immediate retry on a broken connection 
 left over from before a Redis restart), and a circuit breaker: after a connection
 failure, operations raise :class:`StoreUnavailable` at once for ``cooldown`` seconds,
 then a single probe decides whether the store is back.
+
+On a Redis Cluster (see :mod:`bastion.store.cluster`) the same holds per node: every
+script's keys share one slot, so each script runs on the one master that owns it; a
+script the node does not have (NOSCRIPT: a restarted or newly promoted master) is sent
+again as EVAL to that same node; and the breaker is kept per node, so a dead master
+makes only its own slots fail fast.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bastion.store.base import Budget, Hit, StoreUnavailable
+from bastion.store.urls import is_cluster_url
 
 __all__ = ["RedisStore"]
 
 T = TypeVar("T")
+
+# The store cannot answer for a while: open the breaker. A cluster without a master for
+# a slot (CLUSTERDOWN), or that the client cannot map (RedisClusterException: no startup
+# node reachable, a slot its map lacks), is down for that slot as a dead server is.
+_OUTAGES = (RedisConnectionError, RedisTimeoutError, ClusterDownError, RedisClusterException)
 
 # KEYS: one window hash {n, e} per budget; ARGV: limit, window ms, for each budget.
 # Takes a slot from every budget or from none. Returns {ok, n1, ms left1, e1, n2, ...}.
@@ -100,6 +115,30 @@ return 1
 """
 
 
+class _Script:
+    """A Lua script and its SHA1 (the name Redis caches it under; not a security use)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+_TAKE_SCRIPT, _GIVE_BACK_SCRIPT, _PEEK_SCRIPT = _Script(_TAKE), _Script(_GIVE_BACK), _Script(_PEEK)
+_SET_FLAG_SCRIPT = _Script(_SET_FLAG)
+
+
+class _Breaker:
+    """Open until ``open_until`` (a clock reading); then one probe at a time."""
+
+    __slots__ = ("open_until", "probing")
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+        self.probing = False
+
+
 def _key(name: str) -> str:
     if name.startswith("{") and name.find("}") > 1:
         return f"bastion:{name}"
@@ -125,39 +164,34 @@ def _hits(res: Sequence[Any], budgets: Sequence[Budget]) -> list[Hit]:
 
 
 class RedisStore:
-    __slots__ = (
-        "_clock",
-        "_cooldown",
-        "_give_back",
-        "_open_until",
-        "_peek",
-        "_probing",
-        "_redis",
-        "_set_flag",
-        "_take",
-    )
+    """The store on one Redis server or on a Redis Cluster (``client`` is either)."""
+
+    __slots__ = ("_breakers", "_clock", "_cluster", "_cooldown", "_mapped", "_redis")
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RedisCluster,
         *,
         cooldown: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = client
-        self._take = client.register_script(_TAKE)
-        self._give_back = client.register_script(_GIVE_BACK)
-        self._peek = client.register_script(_PEEK)
-        self._set_flag = client.register_script(_SET_FLAG)
+        self._cluster = client if isinstance(client, RedisCluster) else None
+        self._mapped = self._cluster is None
         self._cooldown = cooldown
         self._clock = clock
-        self._open_until = 0.0
-        self._probing = False
+        self._breakers: dict[str, _Breaker] = {}
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 1.0, cooldown: float = 1.0) -> RedisStore:
-        """A store on ``url``. Every command gives up after ``timeout`` seconds; a broken
-        pooled connection is retried once, on a fresh connection, and nothing else is."""
+        """A store on ``url`` (a ``redis+cluster://`` URL for a cluster). Every command
+        gives up after ``timeout`` seconds; a broken pooled connection is retried once,
+        on a fresh connection (on a cluster: after refreshing the slot map), and
+        nothing else is."""
+        if is_cluster_url(url):
+            from bastion.store.cluster import open_cluster
+
+            return cls(open_cluster(url, timeout=timeout), cooldown=cooldown)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=512,
@@ -170,71 +204,118 @@ class RedisStore:
 
     @property
     def circuit_open(self) -> bool:
-        """Whether the circuit is not closed: from a connection failure until an
-        operation succeeds again (operations fail at once, then a probe goes out)."""
-        return self._open_until != 0.0
+        """Whether a circuit is not closed (on a cluster, any node's): from a connection
+        failure until an operation succeeds again (operations fail at once, then a probe
+        goes out)."""
+        return any(b.open_until != 0.0 for b in self._breakers.values())
 
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        now = self._clock()
-        probe = False
-        if now < self._open_until or (self._open_until and self._probing):
-            raise StoreUnavailable("store unreachable; retrying shortly")
-        if self._open_until:
-            self._probing = probe = True
+    @property
+    def client(self) -> aioredis.Redis | RedisCluster:
+        """The redis-py client underneath (``bastion check`` asks it about each node)."""
+        return self._redis
+
+    def _node_of(self, key: str) -> str:
+        """The name of the node that owns ``key`` ("" on one server, or before a cluster
+        client has learnt the slot map): the breaker to use for it."""
+        if self._cluster is None:
+            return ""
         try:
+            slot = self._cluster.keyslot(key)
+            return str(self._cluster.nodes_manager.get_node_from_slot(slot).name)
+        except (RedisError, RedisClusterException, KeyError):
+            return ""
+
+    async def _call(self, op: Callable[[], Awaitable[T]], keys: Sequence[str] = ()) -> T:
+        now = self._clock()
+        nodes = {self._node_of(k) for k in keys} or {""}
+        breakers = [self._breakers.setdefault(n, _Breaker()) for n in nodes]
+        if any(now < b.open_until or (b.open_until and b.probing) for b in breakers):
+            raise StoreUnavailable("store unreachable; retrying shortly")
+        probes = [b for b in breakers if b.open_until]
+        for b in probes:
+            b.probing = True
+        try:
+            if self._cluster is not None and not self._mapped:
+                # Learn the slot map before the first command: redis-py routes a command
+                # sent before its client is initialized to a random node (MOVED), and a
+                # burst of those made it close every connection in use.
+                await self._cluster.initialize()
+                self._mapped = True
             result = await op()
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            self._open_until = self._clock() + self._cooldown
+        except _OUTAGES as exc:
+            for b in breakers:
+                b.open_until = self._clock() + self._cooldown
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except RedisError as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            if probe:
-                self._probing = False
-        self._open_until = 0.0
+            for b in probes:
+                b.probing = False
+        for b in breakers:
+            b.open_until = 0.0
         return result
+
+    async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """EVALSHA; on NOSCRIPT (a restarted or newly promoted server, a flushed cache),
+        EVAL on the same server, which also caches the script there for next time."""
+        try:
+            return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self._redis.eval(script.source, len(keys), *keys, *args)
 
     async def _run_take(self, budgets: Sequence[Budget]) -> Any:
         args: list[int] = []
         for b in budgets:
             args += [b.limit, max(1, int(b.window * 1000))]
-        return await self._take(keys=[_key(b.key) for b in budgets], args=args)
+        return await self._script(_TAKE_SCRIPT, [_key(b.key) for b in budgets], args)
 
     async def hit(
         self, key: str, *, limit: int, window: float, check_flag: str | None = None
     ) -> Hit:
         budgets = [Budget(key, limit, window)]
+        keys = [_key(key)]
         if check_flag is None:
-            res = await self._call(lambda: self._run_take(budgets))
+            res = await self._call(lambda: self._run_take(budgets), keys)
             return _hits(res, budgets)[0]
-        res, exists = await self._call(lambda: self._take_and_exists(budgets, check_flag))
+        keys.append(_key(check_flag))
+        res, exists = await self._call(lambda: self._take_and_exists(budgets, check_flag), keys)
         hit = _hits(res, budgets)[0]
         return Hit(hit.allowed, hit.count, hit.limit, hit.reset_after, hit.window, bool(exists))
 
     async def _take_and_exists(self, budgets: Sequence[Budget], flag: str) -> tuple[Any, Any]:
-        # A pipeline of EVALSHA + EXISTS: one round trip (redis-py's Script objects would
-        # add a SCRIPT EXISTS round trip to every pipeline).
+        if self._cluster is not None:
+            # The flag and the budget lie in two slots, most likely on two nodes: both
+            # commands at once, so that the pair still costs one round trip of time.
+            # Both awaited to the end, so that neither is left running when one fails.
+            res, exists = await asyncio.gather(
+                self._run_take(budgets), self._redis.exists(_key(flag)), return_exceptions=True
+            )
+        else:
+            res, exists = await self._pipelined(budgets, flag)
+        for value in (res, exists):
+            if isinstance(value, BaseException):
+                raise value
+        return res, exists
+
+    async def _pipelined(self, budgets: Sequence[Budget], flag: str) -> tuple[Any, Any]:
+        # One server: a pipeline of EVALSHA + EXISTS, one round trip (redis-py's Script
+        # objects would add a SCRIPT EXISTS round trip to every pipeline).
         args: list[Any] = [_key(b.key) for b in budgets]
         for b in budgets:
             args += [b.limit, max(1, int(b.window * 1000))]
-        for attempt in (1, 2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self._take.sha, len(budgets), *args)
-                pipe.exists(_key(flag))
-                res, exists = await pipe.execute(raise_on_error=False)
-            if isinstance(res, NoScriptError) and attempt == 1:
-                await self._redis.script_load(_TAKE)  # Redis restarted: cache is empty
-                continue
-            for value in (res, exists):
-                if isinstance(value, Exception):
-                    raise value
-            break
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(_TAKE_SCRIPT.sha, len(budgets), *args)
+            pipe.exists(_key(flag))
+            res, exists = await pipe.execute(raise_on_error=False)
+        if isinstance(res, NoScriptError):  # Redis restarted: its script cache is empty
+            res = await self._redis.eval(_TAKE_SCRIPT.source, len(budgets), *args)
         return res, exists
 
     async def take(self, budgets: Sequence[Budget]) -> list[Hit]:
         if not budgets:
             return []
-        return _hits(await self._call(lambda: self._run_take(budgets)), budgets)
+        keys = [_key(b.key) for b in budgets]
+        return _hits(await self._call(lambda: self._run_take(budgets), keys), budgets)
 
     async def give_back(
         self, *, release: Sequence[tuple[str, int]] = (), reset: Sequence[str] = ()
@@ -243,10 +324,11 @@ class RedisStore:
             return
         keys = [_key(k) for k, _ in release] + [_key(k) for k in reset]
         args = [len(release), *(w for _, w in release)]
-        await self._call(lambda: self._give_back(keys=keys, args=args))
+        await self._call(lambda: self._script(_GIVE_BACK_SCRIPT, keys, args), keys)
 
     async def peek(self, key: str, *, limit: int) -> Hit:
-        res = await self._call(lambda: self._peek(keys=[_key(key)]))
+        keys = [_key(key)]
+        res = await self._call(lambda: self._script(_PEEK_SCRIPT, keys, ()), keys)
         count, left_ms, ends = (int(x) for x in res)
         return Hit(
             allowed=count < limit, count=count, limit=limit, reset_after=left_ms / 1000, window=ends
@@ -259,14 +341,28 @@ class RedisStore:
         await self.give_back(reset=[key])
 
     async def set_flag(self, key: str, *, ttl: float) -> None:
+        name = _key(key)
         ms = max(1, int(ttl * 1000))
-        await self._call(lambda: self._set_flag(keys=[_key(key)], args=[ms]))
+        await self._call(lambda: self._script(_SET_FLAG_SCRIPT, [name], [ms]), [name])
 
     async def has_flag(self, key: str) -> bool:
-        return bool(await self._call(lambda: self._redis.exists(_key(key))))
+        name = _key(key)
+        return bool(await self._call(lambda: self._redis.exists(name), [name]))
 
     async def ping(self) -> None:
-        await self._call(self._redis.ping)
+        """One server: PING. A cluster: CLUSTER INFO from one node must say
+        ``cluster_state:ok`` (every slot has a master that answers)."""
+        cluster = self._cluster
+        if cluster is None:
+            await self._call(self._redis.ping)
+            return
+
+        async def cluster_ok() -> None:
+            info = await cluster.cluster_info(target_nodes=RedisCluster.DEFAULT_NODE)
+            if info.get("cluster_state") != "ok":
+                raise ClusterDownError(f"cluster_state:{info.get('cluster_state')}")
+
+        await self._call(cluster_ok)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
