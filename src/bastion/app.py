@@ -352,7 +352,8 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         flag_for=revoked_flag,
     )
     asgi = ClientIPMiddleware(asgi, ClientIPConfig(tuple(settings.trusted_proxies)))
-    asgi = AllowedHostsMiddleware(asgi, AllowedHostsConfig(tuple(settings.allowed_hosts)))
+    if settings.allowed_hosts:  # an empty list answers any Host: no layer to pass through
+        asgi = AllowedHostsMiddleware(asgi, AllowedHostsConfig(tuple(settings.allowed_hosts)))
     asgi = RequestIdMiddleware(asgi)
     asgi = SecurityHeadersMiddleware(
         # Plain-HTTP development on loopback: upgrading would break the storefront.
