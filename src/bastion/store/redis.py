@@ -21,7 +21,6 @@ makes only its own slots fail fast.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bastion.store.base import Budget, Hit, StoreUnavailable
+from bastion.store.cluster import Command, execute, open_cluster
 from bastion.store.urls import is_cluster_url
 
 __all__ = ["RedisStore"]
@@ -127,6 +127,8 @@ class _Script:
 
 _TAKE_SCRIPT, _GIVE_BACK_SCRIPT, _PEEK_SCRIPT = _Script(_TAKE), _Script(_GIVE_BACK), _Script(_PEEK)
 _SET_FLAG_SCRIPT = _Script(_SET_FLAG)
+_ALL = (_TAKE_SCRIPT, _GIVE_BACK_SCRIPT, _PEEK_SCRIPT, _SET_FLAG_SCRIPT)
+_SOURCES = {s.sha: s.source for s in _ALL}  # to send as EVAL what NOSCRIPT refused
 
 
 class _Breaker:
@@ -143,6 +145,36 @@ def _key(name: str) -> str:
     if name.startswith("{") and name.find("}") > 1:
         return f"bastion:{name}"
     return f"bastion:{{{name}}}"
+
+
+def _take_args(budgets: Sequence[Budget]) -> list[int]:
+    args: list[int] = []
+    for b in budgets:
+        args += [b.limit, max(1, int(b.window * 1000))]
+    return args
+
+
+def _evalsha(script: _Script, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+def _eval(evalsha: tuple[Any, ...]) -> tuple[Any, ...]:
+    return ("EVAL", _SOURCES[evalsha[1]], *evalsha[2:])
+
+
+async def _on_cluster(cluster: RedisCluster, commands: list[Command]) -> list[Any]:
+    """The commands on their slots' masters; a script a master lacks sent again as EVAL
+    to it; a command's own error raised."""
+    results = await execute(cluster, commands)
+    missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+    if missing:
+        again = [(commands[i][0], _eval(commands[i][1])) for i in missing]
+        for i, res in zip(missing, await execute(cluster, again), strict=True):
+            results[i] = res
+    for res in results:
+        if isinstance(res, Exception):
+            raise res
+    return results
 
 
 def _hits(res: Sequence[Any], budgets: Sequence[Budget]) -> list[Hit]:
@@ -189,8 +221,6 @@ class RedisStore:
         on a fresh connection (on a cluster: after refreshing the slot map), and
         nothing else is."""
         if is_cluster_url(url):
-            from bastion.store.cluster import open_cluster
-
             return cls(open_cluster(url, timeout=timeout), cooldown=cooldown)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
@@ -258,16 +288,16 @@ class RedisStore:
     async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """EVALSHA; on NOSCRIPT (a restarted or newly promoted server, a flushed cache),
         EVAL on the same server, which also caches the script there for next time."""
+        if self._cluster is not None:
+            command = (keys[0], _evalsha(script, keys, args))
+            return (await _on_cluster(self._cluster, [command]))[0]
         try:
             return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await self._redis.eval(script.source, len(keys), *keys, *args)
 
     async def _run_take(self, budgets: Sequence[Budget]) -> Any:
-        args: list[int] = []
-        for b in budgets:
-            args += [b.limit, max(1, int(b.window * 1000))]
-        return await self._script(_TAKE_SCRIPT, [_key(b.key) for b in budgets], args)
+        return await self._script(_TAKE_SCRIPT, [_key(b.key) for b in budgets], _take_args(budgets))
 
     async def hit(
         self, key: str, *, limit: int, window: float, check_flag: str | None = None
@@ -283,18 +313,15 @@ class RedisStore:
         return Hit(hit.allowed, hit.count, hit.limit, hit.reset_after, hit.window, bool(exists))
 
     async def _take_and_exists(self, budgets: Sequence[Budget], flag: str) -> tuple[Any, Any]:
-        if self._cluster is not None:
-            # The flag and the budget lie in two slots, most likely on two nodes: both
-            # commands at once, so that the pair still costs one round trip of time.
-            # Both awaited to the end, so that neither is left running when one fails.
-            res, exists = await asyncio.gather(
-                self._run_take(budgets), self._redis.exists(_key(flag)), return_exceptions=True
-            )
-        else:
-            res, exists = await self._pipelined(budgets, flag)
-        for value in (res, exists):
-            if isinstance(value, BaseException):
-                raise value
+        cluster = self._cluster
+        if cluster is None:
+            return await self._pipelined(budgets, flag)
+        # The flag and the budget lie in two slots: one pipeline when one master owns
+        # both, else both commands at once, one to each; one round trip of time either way.
+        keys = [_key(b.key) for b in budgets]
+        name = _key(flag)
+        take = (keys[0], _evalsha(_TAKE_SCRIPT, keys, _take_args(budgets)))
+        res, exists = await _on_cluster(cluster, [take, (name, ("EXISTS", name))])
         return res, exists
 
     async def _pipelined(self, budgets: Sequence[Budget], flag: str) -> tuple[Any, Any]:
@@ -347,6 +374,10 @@ class RedisStore:
 
     async def has_flag(self, key: str) -> bool:
         name = _key(key)
+        cluster = self._cluster
+        if cluster is not None:
+            cmd = (name, ("EXISTS", name))
+            return bool((await self._call(lambda: _on_cluster(cluster, [cmd]), [name]))[0])
         return bool(await self._call(lambda: self._redis.exists(name), [name]))
 
     async def ping(self) -> None:
