@@ -13,10 +13,12 @@ failure, operations raise :class:`StoreUnavailable` at once for ``cooldown`` sec
 then a single probe decides whether the store is back.
 
 On a Redis Cluster (see :mod:`bastion.store.cluster`) the same holds per node: every
-script's keys share one slot, so each script runs on the one master that owns it; a
-script the node does not have (NOSCRIPT: a restarted or newly promoted master) is sent
-again as EVAL to that same node; and the breaker is kept per node, so a dead master
-makes only its own slots fail fast.
+script's keys share one slot, so each script runs on the one master that owns it (sent
+straight to it: :func:`~bastion.store.cluster.execute`; the limit's hit and the flag's
+lookup in one pipeline when one master owns both, else at once to their two); a script
+the node does not have (NOSCRIPT: a restarted or newly promoted master) is sent again
+as EVAL to that same node; and the breaker is kept per node, so a dead master makes
+only its own slots fail fast.
 """
 
 from __future__ import annotations
@@ -316,8 +318,7 @@ class RedisStore:
         cluster = self._cluster
         if cluster is None:
             return await self._pipelined(budgets, flag)
-        # The flag and the budget lie in two slots: one pipeline when one master owns
-        # both, else both commands at once, one to each; one round trip of time either way.
+        # Two slots: one pipeline when one master owns both, else one command to each.
         keys = [_key(b.key) for b in budgets]
         name = _key(flag)
         take = (keys[0], _evalsha(_TAKE_SCRIPT, keys, _take_args(budgets)))
@@ -327,9 +328,7 @@ class RedisStore:
     async def _pipelined(self, budgets: Sequence[Budget], flag: str) -> tuple[Any, Any]:
         # One server: a pipeline of EVALSHA + EXISTS, one round trip (redis-py's Script
         # objects would add a SCRIPT EXISTS round trip to every pipeline).
-        args: list[Any] = [_key(b.key) for b in budgets]
-        for b in budgets:
-            args += [b.limit, max(1, int(b.window * 1000))]
+        args: list[Any] = [*(_key(b.key) for b in budgets), *_take_args(budgets)]
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.evalsha(_TAKE_SCRIPT.sha, len(budgets), *args)
             pipe.exists(_key(flag))
