@@ -1,14 +1,19 @@
 """The store on a Redis Cluster, beyond what every backend shares (tests/security/
-test_store.py): the URL, scripts reloaded on the node that owns their slot, and a dead
-master that makes only its own slots fail fast."""
+test_store.py): the URL, each command sent straight to its slot's master (a hit and its
+flag in one write when one master owns both), a stale slot map or a slot being migrated
+followed to the right master, scripts reloaded on the node that owns their slot, and a
+dead master that makes only its own slots fail fast."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
 
 from bastion.config import ConfigError, load_settings
@@ -146,3 +151,124 @@ async def test_a_frozen_master_fails_fast_for_its_own_slots_only(
         frozen.thaw()
         await store.aclose()
     cluster_servers.wait_ok()
+
+
+def _tag_on(cluster: RedisClusterServers, port: int, prefix: str) -> str:
+    """A store key name (``prefix`` + a number) whose slot the master at ``port`` owns."""
+    return next(
+        f"{prefix}{n}"
+        for n in range(10000)
+        if _master_of(cluster, f"bastion:{{{prefix}{n}}}") == port
+    )
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The port of every write a connection makes (one per command or pipeline)."""
+    sent: list[int] = []
+    original = AbstractConnection.send_packed_command
+
+    async def spy(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        sent.append(int(self.port))  # type: ignore[attr-defined]
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", spy)
+    return sent
+
+
+@pytest.mark.parametrize("same_master", [True, False], ids=["one-master", "two-masters"])
+async def test_a_hit_and_its_flag_go_straight_to_their_masters_in_one_write_each(
+    cluster_servers: RedisClusterServers, writes: list[int], same_master: bool
+) -> None:
+    url = cluster_servers.url()
+    await flush_redis(url)
+    masters = sorted(cluster_servers.masters())
+    limit_owner = masters[0]
+    flag_owner = masters[0] if same_master else masters[1]
+    key = _tag_on(cluster_servers, limit_owner, "rl:global:")
+    raised = _tag_on(cluster_servers, flag_owner, "revoked:up")
+    lowered = _tag_on(cluster_servers, flag_owner, "revoked:down")
+    store = RedisStore.from_url(url)
+    try:
+        await store.set_flag(raised, ttl=60)  # also opens a connection to each master
+        await store.hit(key, limit=5, window=60)
+        writes.clear()
+        up = await store.hit(key, limit=5, window=60, check_flag=raised)
+        down = await store.hit(key, limit=5, window=60, check_flag=lowered)
+        sent = list(writes)
+        for port in masters:  # as after a restart or a promotion
+            cluster_servers.command(port, "script", "flush")
+        writes.clear()
+        reloaded = await store.hit(key, limit=5, window=60, check_flag=raised)
+        resent = list(writes)
+    finally:
+        await store.aclose()
+    assert (up.count, up.flagged, down.count, down.flagged) == (2, True, 3, False)
+    assert (reloaded.count, reloaded.flagged) == (4, True)
+    owners = [limit_owner] if same_master else sorted({limit_owner, flag_owner})
+    # One write per master per hit (one pipeline on a shared master), nothing to any
+    # other node and no redirection.
+    assert sorted(sent) == sorted(owners * 2)
+    # NOSCRIPT: the script alone goes again, as EVAL, to its own master.
+    assert sorted(resent) == sorted([*owners, limit_owner])
+
+
+async def test_a_stale_slot_map_is_corrected_by_the_redirection_and_counts_once(
+    cluster_servers: RedisClusterServers,
+) -> None:
+    url = cluster_servers.url()
+    await flush_redis(url)
+    owner, stale = sorted(cluster_servers.masters())[:2]
+    key = _tag_on(cluster_servers, owner, "rl:global:")
+    flag = _tag_on(cluster_servers, stale, "revoked:")
+    slot = key_slot(f"bastion:{{{key}}}".encode())
+    store = RedisStore.from_url(url)
+    client = store.client
+    assert isinstance(client, RedisCluster)
+    try:
+        assert (await store.hit(key, limit=5, window=60)).count == 1
+        # As after a resharding the client has not heard of: its map names another
+        # master for the slot, which answers MOVED.
+        slots = client.nodes_manager.slots_cache
+        slots[slot] = [client.get_node(host="127.0.0.1", port=stale)]
+        hit = await store.hit(key, limit=5, window=60, check_flag=flag)
+        corrected = slots[slot][0].port
+        again = await store.hit(key, limit=5, window=60)
+    finally:
+        await store.aclose()
+    assert (hit.count, hit.flagged, again.count) == (2, False, 3)
+    assert corrected == owner
+
+
+async def test_a_slot_being_migrated_is_counted_on_the_master_it_moves_to(
+    cluster_servers: RedisClusterServers,
+) -> None:
+    url = cluster_servers.url()
+    await flush_redis(url)
+    source, target = sorted(cluster_servers.masters())[:2]
+    key = _tag_on(cluster_servers, source, "rl:global:")
+    name = f"bastion:{{{key}}}"
+    slot = str(key_slot(name.encode()))
+
+    def node_id(port: int) -> str:
+        return cluster_servers.command(port, "cluster", "myid").strip()
+
+    store = RedisStore.from_url(url)
+    moved = aioredis.Redis(port=target, single_connection_client=True)
+    try:
+        await store.ping()
+        # The slot migrates: its keys not yet moved are answered ASK by the old master.
+        cluster_servers.command(target, "cluster", "setslot", slot, "importing", node_id(source))
+        cluster_servers.command(source, "cluster", "setslot", slot, "migrating", node_id(target))
+        first = await store.hit(key, limit=5, window=60, check_flag="revoked:x")
+        second = await store.hit(key, limit=5, window=60)
+        await moved.execute_command("ASKING")
+        on_target = await moved.hget(name, "n")
+    finally:
+        for port in (source, target):
+            cluster_servers.command(port, "cluster", "setslot", slot, "stable")
+        cluster_servers.command(target, "flushall")
+        await moved.aclose()
+        await store.aclose()
+    assert (first.count, second.count) == (1, 2)
+    assert on_target == b"2"

@@ -13,15 +13,16 @@ failure, operations raise :class:`StoreUnavailable` at once for ``cooldown`` sec
 then a single probe decides whether the store is back.
 
 On a Redis Cluster (see :mod:`bastion.store.cluster`) the same holds per node: every
-script's keys share one slot, so each script runs on the one master that owns it; a
-script the node does not have (NOSCRIPT: a restarted or newly promoted master) is sent
-again as EVAL to that same node; and the breaker is kept per node, so a dead master
-makes only its own slots fail fast.
+script's keys share one slot, so each script runs on the one master that owns it (sent
+straight to it: :func:`~bastion.store.cluster.execute`; the limit's hit and the flag's
+lookup in one pipeline when one master owns both, else at once to their two); a script
+the node does not have (NOSCRIPT: a restarted or newly promoted master) is sent again
+as EVAL to that same node; and the breaker is kept per node, so a dead master makes
+only its own slots fail fast.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bastion.store.base import Budget, Hit, StoreUnavailable
+from bastion.store.cluster import Command, execute, open_cluster
 from bastion.store.urls import is_cluster_url
 
 __all__ = ["RedisStore"]
@@ -127,6 +129,8 @@ class _Script:
 
 _TAKE_SCRIPT, _GIVE_BACK_SCRIPT, _PEEK_SCRIPT = _Script(_TAKE), _Script(_GIVE_BACK), _Script(_PEEK)
 _SET_FLAG_SCRIPT = _Script(_SET_FLAG)
+_ALL = (_TAKE_SCRIPT, _GIVE_BACK_SCRIPT, _PEEK_SCRIPT, _SET_FLAG_SCRIPT)
+_SOURCES = {s.sha: s.source for s in _ALL}  # to send as EVAL what NOSCRIPT refused
 
 
 class _Breaker:
@@ -143,6 +147,36 @@ def _key(name: str) -> str:
     if name.startswith("{") and name.find("}") > 1:
         return f"bastion:{name}"
     return f"bastion:{{{name}}}"
+
+
+def _take_args(budgets: Sequence[Budget]) -> list[int]:
+    args: list[int] = []
+    for b in budgets:
+        args += [b.limit, max(1, int(b.window * 1000))]
+    return args
+
+
+def _evalsha(script: _Script, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+def _eval(evalsha: tuple[Any, ...]) -> tuple[Any, ...]:
+    return ("EVAL", _SOURCES[evalsha[1]], *evalsha[2:])
+
+
+async def _on_cluster(cluster: RedisCluster, commands: list[Command]) -> list[Any]:
+    """The commands on their slots' masters; a script a master lacks sent again as EVAL
+    to it; a command's own error raised."""
+    results = await execute(cluster, commands)
+    missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+    if missing:
+        again = [(commands[i][0], _eval(commands[i][1])) for i in missing]
+        for i, res in zip(missing, await execute(cluster, again), strict=True):
+            results[i] = res
+    for res in results:
+        if isinstance(res, Exception):
+            raise res
+    return results
 
 
 def _hits(res: Sequence[Any], budgets: Sequence[Budget]) -> list[Hit]:
@@ -189,8 +223,6 @@ class RedisStore:
         on a fresh connection (on a cluster: after refreshing the slot map), and
         nothing else is."""
         if is_cluster_url(url):
-            from bastion.store.cluster import open_cluster
-
             return cls(open_cluster(url, timeout=timeout), cooldown=cooldown)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
@@ -258,16 +290,16 @@ class RedisStore:
     async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """EVALSHA; on NOSCRIPT (a restarted or newly promoted server, a flushed cache),
         EVAL on the same server, which also caches the script there for next time."""
+        if self._cluster is not None:
+            command = (keys[0], _evalsha(script, keys, args))
+            return (await _on_cluster(self._cluster, [command]))[0]
         try:
             return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await self._redis.eval(script.source, len(keys), *keys, *args)
 
     async def _run_take(self, budgets: Sequence[Budget]) -> Any:
-        args: list[int] = []
-        for b in budgets:
-            args += [b.limit, max(1, int(b.window * 1000))]
-        return await self._script(_TAKE_SCRIPT, [_key(b.key) for b in budgets], args)
+        return await self._script(_TAKE_SCRIPT, [_key(b.key) for b in budgets], _take_args(budgets))
 
     async def hit(
         self, key: str, *, limit: int, window: float, check_flag: str | None = None
@@ -283,26 +315,20 @@ class RedisStore:
         return Hit(hit.allowed, hit.count, hit.limit, hit.reset_after, hit.window, bool(exists))
 
     async def _take_and_exists(self, budgets: Sequence[Budget], flag: str) -> tuple[Any, Any]:
-        if self._cluster is not None:
-            # The flag and the budget lie in two slots, most likely on two nodes: both
-            # commands at once, so that the pair still costs one round trip of time.
-            # Both awaited to the end, so that neither is left running when one fails.
-            res, exists = await asyncio.gather(
-                self._run_take(budgets), self._redis.exists(_key(flag)), return_exceptions=True
-            )
-        else:
-            res, exists = await self._pipelined(budgets, flag)
-        for value in (res, exists):
-            if isinstance(value, BaseException):
-                raise value
+        cluster = self._cluster
+        if cluster is None:
+            return await self._pipelined(budgets, flag)
+        # Two slots: one pipeline when one master owns both, else one command to each.
+        keys = [_key(b.key) for b in budgets]
+        name = _key(flag)
+        take = (keys[0], _evalsha(_TAKE_SCRIPT, keys, _take_args(budgets)))
+        res, exists = await _on_cluster(cluster, [take, (name, ("EXISTS", name))])
         return res, exists
 
     async def _pipelined(self, budgets: Sequence[Budget], flag: str) -> tuple[Any, Any]:
         # One server: a pipeline of EVALSHA + EXISTS, one round trip (redis-py's Script
         # objects would add a SCRIPT EXISTS round trip to every pipeline).
-        args: list[Any] = [_key(b.key) for b in budgets]
-        for b in budgets:
-            args += [b.limit, max(1, int(b.window * 1000))]
+        args: list[Any] = [*(_key(b.key) for b in budgets), *_take_args(budgets)]
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.evalsha(_TAKE_SCRIPT.sha, len(budgets), *args)
             pipe.exists(_key(flag))
@@ -347,6 +373,10 @@ class RedisStore:
 
     async def has_flag(self, key: str) -> bool:
         name = _key(key)
+        cluster = self._cluster
+        if cluster is not None:
+            cmd = (name, ("EXISTS", name))
+            return bool((await self._call(lambda: _on_cluster(cluster, [cmd]), [name]))[0])
         return bool(await self._call(lambda: self._redis.exists(name), [name]))
 
     async def ping(self) -> None:
