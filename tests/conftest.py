@@ -419,12 +419,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def shared_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private Redis Cluster (3 masters, 3 replicas) for the whole run, in both runs:
     started on first use (about 2 s)."""
-    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
-    cluster.start()
-    try:
+    with RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")) as cluster:
         yield cluster.url()
-    finally:
-        cluster.stop()
 
 
 # Tests of exact counting run on the cluster too: ``@pytest.mark.parametrize("backend",

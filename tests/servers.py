@@ -158,6 +158,18 @@ class RedisClusterServers:
         """The ``redis+cluster://`` URL naming every node (any one would do)."""
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
+    def __enter__(self) -> RedisClusterServers:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
     def start(self) -> None:
         for node in self.nodes:
             node.start(

@@ -120,12 +120,8 @@ def test_a_bad_configuration_exits_1_with_the_variable_named(tmp_path: Path) -> 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
     # A long node timeout: the frozen replica below is never declared failed.
-    servers = RedisClusterServers(tmp_path_factory.mktemp("cluster"), node_timeout_ms=15000)
-    servers.start()
-    try:
+    with RedisClusterServers(tmp_path_factory.mktemp("cluster"), node_timeout_ms=15000) as servers:
         yield servers
-    finally:
-        servers.stop()
 
 
 def test_a_cluster_is_ready_when_every_node_answers(

@@ -34,12 +34,8 @@ RESUME = 10.0
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
-    servers = RedisClusterServers(tmp_path / "cluster", node_timeout_ms=1000)
-    servers.start()
-    try:
+    with RedisClusterServers(tmp_path / "cluster", node_timeout_ms=1000) as servers:
         yield servers
-    finally:
-        servers.stop()
 
 
 def _owner(masters: dict[int, tuple[int, int]], slot: int) -> int | None:

@@ -87,12 +87,8 @@ def cluster_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisC
     """The run's shared cluster is not reachable as processes; this module's own one
     (its masters get their script caches flushed, and one gets frozen)."""
     # A long node timeout: a frozen master is never failed over during these tests.
-    cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster"), node_timeout_ms=15000)
-    cluster.start()
-    try:
+    with RedisClusterServers(tmp_path_factory.mktemp("cluster"), node_timeout_ms=15000) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 async def test_scripts_are_reloaded_on_the_master_that_owns_their_slot(
