@@ -25,7 +25,8 @@ from fastapi import FastAPI
 
 from bastion import __version__
 from bastion.api.deps import Services, revoked_flag
-from bastion.api.errors import install_error_handlers
+from bastion.api.errors import PROBLEM_BASE, install_error_handlers
+from bastion.api.event_names import EVENT_NAMES
 from bastion.api.graphql import router as graphql_router
 from bastion.api.openapi import install_openapi
 from bastion.api.page_cache import CachedPages
@@ -36,28 +37,48 @@ from bastion.config import Settings, load_settings
 from bastion.db import DatabaseUnavailable, open_configured
 from bastion.db import events as event_rows
 from bastion.db.migrations import migrate
-from bastion.security.asgi import Receive, Scope, Send
-from bastion.security.body_limit import BodyLimitConfig, BodyLimitMiddleware
-from bastion.security.client_ip import ClientIPConfig, ClientIPMiddleware, client_ip, rate_key
-from bastion.security.events import FirstPerWindow, SecurityEventLog
-from bastion.security.guard import AttemptGuard, GuardConfig
-from bastion.security.headers import SecurityHeadersConfig, SecurityHeadersMiddleware
-from bastion.security.hosts import AllowedHostsConfig, AllowedHostsMiddleware
-from bastion.security.media_type import JsonOnlyMiddleware
-from bastion.security.origins import OriginPolicy
-from bastion.security.passwords import HasherConfig, PasswordHasher
-from bastion.security.ratelimit import RateLimitConfig, RateLimitMiddleware
-from bastion.security.request_id import RequestIdMiddleware
-from bastion.security.secret import Secret
-from bastion.security.token_cache import VerifiedTokenCache
-from bastion.security.tokens import TokenCodec, TokenConfig
-from bastion.store import Hit, open_store
+from bastion.security import (
+    AllowedHostsConfig,
+    AllowedHostsMiddleware,
+    AttemptGuard,
+    BodyLimitConfig,
+    BodyLimitMiddleware,
+    ClientIPConfig,
+    ClientIPMiddleware,
+    FirstPerWindow,
+    GuardConfig,
+    HasherConfig,
+    Hit,
+    JsonOnlyMiddleware,
+    OriginPolicy,
+    PasswordHasher,
+    RateLimitConfig,
+    RateLimitMiddleware,
+    Receive,
+    RequestIdMiddleware,
+    Scope,
+    Secret,
+    SecurityEventLog,
+    SecurityHeadersConfig,
+    SecurityHeadersMiddleware,
+    Send,
+    TokenCodec,
+    TokenConfig,
+    VerifiedTokenCache,
+    client_ip,
+    open_store,
+    rate_key,
+)
 from bastion.tasks import stop
+from bastion.usecases.attempts import AttemptEvents
 
 if TYPE_CHECKING:
     from bastion.metrics.registry import Metrics
 
 __all__ = ["BastionApp", "create_app", "create_served_app"]
+
+# The health probes: answered whatever the Host, and never counted by the global limit.
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 
 logger = logging.getLogger("bastion")
 
@@ -143,6 +164,7 @@ def build_services(
         )
 
     access = codec("access", access_keys, settings.access_ttl)
+    events = SecurityEventLog(names=EVENT_NAMES, sink=writer)
     return Services(
         settings=settings,
         db=db,
@@ -161,7 +183,7 @@ def build_services(
         verified=VerifiedTokenCache(clock=access.config.clock),
         refresh=codec("refresh", refresh_keys, settings.refresh_ttl),
         device=codec("device", [device_key], 180 * 86400),
-        events=SecurityEventLog(sink=writer),
+        events=events,
         guard=AttemptGuard(
             store,
             GuardConfig(
@@ -169,6 +191,7 @@ def build_services(
                 per_account=settings.lockout,
                 key=_guard_key(settings),
             ),
+            observer=AttemptEvents(events, settings.rate_limit_auth, metrics),
         ),
         origins=OriginPolicy(settings.public_origin, loopback=not settings.production),
         metrics=metrics,
@@ -336,31 +359,49 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         services.events.emit("ratelimit.exceeded", scope, reason=reason)
 
     asgi: Any = CachedPages(api, services.catalogue_pages, "/api/products")
+    metrics = services.metrics
     asgi = ShedAttempts(
         asgi,
-        services,
+        hasher=lambda: services.hasher,  # the routes' hasher, whenever it is replaced
+        device=services.device,
+        returning=services.returning,
         paths=frozenset({"/api/auth/login", "/api/auth/register"}),
         cookie=auth.DEVICE_COOKIE,
+        on_shed=metrics.shed.inc if metrics is not None else None,
     )
-    asgi = JsonOnlyMiddleware(asgi)
-    asgi = BodyLimitMiddleware(asgi, BodyLimitConfig(settings.max_body_bytes))
+    asgi = JsonOnlyMiddleware(asgi, prefix="/api/", problem_base=PROBLEM_BASE)
+    asgi = BodyLimitMiddleware(asgi, BodyLimitConfig(settings.max_body_bytes, PROBLEM_BASE))
     asgi = RateLimitMiddleware(
         asgi,
-        RateLimitConfig(settings.rate_limit_global),
+        RateLimitConfig(
+            settings.rate_limit_global,
+            prefix="/api/",
+            exempt=HEALTH_PATHS,
+            problem_base=PROBLEM_BASE,
+        ),
         services.store,
         on_exceeded=on_exceeded,
         flag_for=revoked_flag,
     )
     asgi = ClientIPMiddleware(asgi, ClientIPConfig(tuple(settings.trusted_proxies)))
     if settings.allowed_hosts:  # an empty list answers any Host: no layer to pass through
-        asgi = AllowedHostsMiddleware(asgi, AllowedHostsConfig(tuple(settings.allowed_hosts)))
+        hosts = AllowedHostsConfig(
+            tuple(settings.allowed_hosts), exempt=HEALTH_PATHS, problem_base=PROBLEM_BASE
+        )
+        asgi = AllowedHostsMiddleware(asgi, hosts)
     asgi = RequestIdMiddleware(asgi)
     asgi = SecurityHeadersMiddleware(
         # Plain-HTTP development on loopback: upgrading would break the storefront.
         asgi,
         SecurityHeadersConfig(upgrade_insecure_requests=settings.production),
     )
-    asgi = MarkReturning(asgi, services, path="/api/auth/login", cookie=auth.DEVICE_COOKIE)
+    asgi = MarkReturning(
+        asgi,
+        device=services.device,
+        returning=services.returning,
+        path="/api/auth/login",
+        cookie=auth.DEVICE_COOKIE,
+    )
     if services.metrics is not None:  # off: no layer at all
         from bastion.metrics.instrument import instrument
 

@@ -161,9 +161,10 @@ def _overlap(a: str, b: str) -> bool:
 def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    from bastion.security.events import configure_logging, logging_config
+    from bastion.api.event_names import SERVER_LOGGERS
+    from bastion.security import configure_logging, logging_config
 
-    configure_logging()
+    configure_logging(loggers=SERVER_LOGGERS)
     uvicorn.run(
         "bastion.app:create_served_app",
         factory=True,
@@ -176,7 +177,9 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
         proxy_headers=False,  # Bastion resolves the client IP itself (BASTION_TRUSTED_PROXIES)
         server_header=False,
         date_header=True,
-        log_config=logging_config(),  # applied in every worker process, not just this one
+        log_config=logging_config(
+            loggers=SERVER_LOGGERS
+        ),  # applied in every worker process, not just this one
         lifespan="on",
         # Requests in flight get this long to finish once SIGTERM's drain is over
         # (bastion.shutdown); then they are cancelled and the worker exits.
@@ -271,7 +274,7 @@ def users_create(
     from bastion.api.errors import validation_errors
     from bastion.api.password_context import password_context
     from bastion.api.schemas import RegisterRequest
-    from bastion.security.passwords import password_problems
+    from bastion.security import password_problems
 
     settings = _settings()
     password = os.environ.get("BASTION_NEW_PASSWORD")
@@ -305,7 +308,7 @@ def users_create(
         from bastion.db import IntegrityConflict, open_configured
         from bastion.db.migrations import migrate
         from bastion.db.users import create_user
-        from bastion.security.passwords import HasherConfig, PasswordHasher
+        from bastion.security import HasherConfig, PasswordHasher
 
         hasher = PasswordHasher(
             HasherConfig(

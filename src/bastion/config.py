@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bastion.security import BastionError
 from bastion.security.hosts import AllowedHostsConfig
 from bastion.security.limits import Rate, parse_duration, parse_rate
 from bastion.security.origins import parse_origin
@@ -34,7 +35,7 @@ MIN_SECRET_BYTES = 32
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class ConfigError(Exception):
+class ConfigError(BastionError):
     """The configuration cannot be used; the message says which variable and why."""
 
 

@@ -482,7 +482,7 @@ class ReadThenWrite(AttemptGuard):
 def _guard(kind: type[AttemptGuard]) -> Build:
     def build(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
         guard = app.services.guard
-        app.services.guard = kind(guard.store, guard.config)
+        app.services.guard = kind(guard.store, guard.config, guard.observer)
         return app
 
     return build

@@ -17,13 +17,12 @@ from typing import Any, get_args
 import httpx
 import pytest
 
+from bastion.api.event_names import EVENT_NAMES, EventName
 from bastion.app import BastionApp
 from bastion.db import users
 from bastion.security.asgi import Message, Receive, Scope, Send
 from bastion.security.events import (
-    EVENT_NAMES,
     REQUEST_ID_KEY,
-    EventName,
     FirstPerWindow,
     SecurityEventLog,
     json_formatter,

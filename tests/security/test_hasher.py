@@ -73,7 +73,7 @@ def make_hasher(argon: SlowArgon) -> Any:
         hasher.close()
 
 
-def verify(hasher: PasswordHasher, name: str, *, trusted: bool = False) -> asyncio.Task[bool]:
+def verify(hasher: PasswordHasher, name: str, *, trusted: bool = False) -> asyncio.Task[None]:
     return asyncio.create_task(hasher.verify(f"fake${name}", name, trusted=trusted))
 
 
@@ -99,7 +99,7 @@ async def test_past_concurrency_and_queue_an_attempt_is_refused_at_once(
     assert argon.started == ["p0", "p1"]
     for _ in range(5):
         argon.release.release()
-    assert await asyncio.gather(*tasks) == [False] * 5  # each verified (no rehash needed)
+    assert await asyncio.gather(*tasks) == [None] * 5  # each verified (none raised)
 
 
 async def test_a_trusted_attempt_never_waits_for_untrusted_hashes(
@@ -160,7 +160,7 @@ async def test_places_are_taken_at_admission_not_when_the_hash_is_due(
         job = asyncio.create_task(hasher.verify("fake$a", "a", place=place))
         await wait_until(lambda: argon.active == 1, "its job runs")
     argon.release.release()
-    assert await job is False
+    assert await job is None  # verified: it raised nothing
     places[2].leave()
     assert hasher.running == 0
     assert hasher.waiting == 0
@@ -251,7 +251,7 @@ async def test_a_place_that_waits_past_max_wait_is_refused_and_leaves_the_line(
     nxt = verify(hasher, "next", trusted=trusted)
     await wait_until(lambda: argon.active == 1, "the next hash starts at once")
     argon.release.release()
-    assert await nxt is False
+    assert await nxt is None  # verified: it raised nothing
     assert argon.started == ["running", "next"]
 
 
@@ -267,7 +267,8 @@ async def test_a_closed_hasher_opens_again_on_warm_up(argon: SlowArgon) -> None:
     await hasher.warm_up()  # as at the next start of the app
     try:
         argon.release.release()
-        assert await hasher.verify("fake$again", "again") is False
+        assert await hasher.verify("fake$again", "again") is None
+        assert hasher.needs_rehash("fake$again") is False
     finally:
         hasher.close()
 
@@ -287,7 +288,7 @@ async def test_a_cancelled_caller_holds_its_slot_until_its_hash_is_done(
     argon.release.release()
     await wait_until(lambda: argon.started == ["running", "next"], "next starts after")
     argon.release.release()
-    assert await queued is False
+    assert await queued is None
     assert argon.peak == 1
 
 

@@ -128,7 +128,9 @@ async def test_the_middleware_limits_any_asgi_app() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"hi"})
 
-    limited = RateLimitMiddleware(hello, RateLimitConfig(Rate(2, 60)), MemoryStore())
+    limited = RateLimitMiddleware(
+        hello, RateLimitConfig(Rate(2, 60), prefix="/api/"), MemoryStore()
+    )
     transport = httpx.ASGITransport(app=limited, client=("198.51.100.7", 1234))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         statuses = [(await client.get("/api/x")).status_code for _ in range(3)]

@@ -14,15 +14,18 @@ from bastion.api.page_cache import PageCache
 from bastion.api.shedding import ReturningLogins
 from bastion.config import Settings
 from bastion.db import Database
-from bastion.security.events import SecurityEventLog
-from bastion.security.exceptions import InvalidToken
-from bastion.security.guard import AttemptGuard
-from bastion.security.origins import OriginPolicy
-from bastion.security.passwords import PasswordHasher
-from bastion.security.ratelimit import FLAGGED_KEY
-from bastion.security.token_cache import VerifiedTokenCache
-from bastion.security.tokens import TokenCodec
-from bastion.store import Store
+from bastion.security import (
+    AttemptGuard,
+    InvalidToken,
+    OriginPolicy,
+    PasswordHasher,
+    SecurityEventLog,
+    Store,
+    TokenCodec,
+    VerifiedTokenCache,
+    revocation_flag,
+)
+from bastion.usecases.accounts import Accounts
 
 if TYPE_CHECKING:
     from bastion.metrics.registry import Metrics
@@ -33,6 +36,7 @@ __all__ = [
     "Principal",
     "RevocationState",
     "Services",
+    "accounts",
     "revoked_flag",
 ]
 
@@ -97,6 +101,13 @@ async def get_services(request: Request) -> Services:
 Svc = Annotated[Services, Depends(get_services)]
 
 
+def accounts(services: Services) -> Accounts:
+    """The account use cases over the services as they are now."""
+    return Accounts(
+        db=services.db, hasher=services.hasher, guard=services.guard, events=services.events
+    )
+
+
 def revoked_key(session_id: str) -> str:
     return f"revoked:{session_id}"
 
@@ -153,10 +164,11 @@ async def current_user(request: Request, services: Svc) -> Principal:
         services.events.emit("auth.token.rejected", request.scope, reason="token names no session")
         raise InvalidToken("token names no session")
     scope = request.scope
-    if scope.get(SID_HINT_KEY) == sid and FLAGGED_KEY in scope:
+    flagged = revocation_flag(scope)
+    if scope.get(SID_HINT_KEY) == sid and flagged is not None:
         # Looked up by the limiter in its own round trip: no extra one here. A raised
         # flag is always right; a missing one only while the flags are known in sync.
-        revoked = bool(scope[FLAGGED_KEY]) or (
+        revoked = flagged or (
             not services.revocations.synced and await _session_ended(services, sid)
         )
     else:  # the limiter did not look it up (store down, or not under its prefix)
@@ -170,7 +182,7 @@ async def current_user(request: Request, services: Svc) -> Principal:
 
 
 async def _revoked_slow(services: Services, sid: str) -> bool:
-    from bastion.store import StoreUnavailable
+    from bastion.security import StoreUnavailable
 
     try:
         if await services.store.has_flag(revoked_key(sid)):

@@ -21,16 +21,31 @@ from starlette.responses import Response
 
 from bastion.api.schemas import PATTERN_MESSAGES
 from bastion.db import DatabaseUnavailable
-from bastion.security.exceptions import RateLimited, SecurityError, Unavailable
-from bastion.security.problems import problem_body
-from bastion.store import StoreUnavailable
+from bastion.security import (
+    BastionError,
+    RateLimited,
+    SecurityError,
+    StoreUnavailable,
+    Unavailable,
+    problem_body,
+)
 
-__all__ = ["ApiError", "install_error_handlers", "pointer", "problem"]
+__all__ = [
+    "PROBLEM_BASE",
+    "ApiError",
+    "install_error_handlers",
+    "pointer",
+    "problem",
+    "store_down",
+]
 
 logger = logging.getLogger("bastion.api")
 
+# The base of the service's problem types (the layer's own default is about:blank).
+PROBLEM_BASE = "https://bastion.dev/problems/"
 
-class ApiError(Exception):
+
+class ApiError(BastionError):
     """An answer other than success: status, detail, optional pointers and headers."""
 
     def __init__(
@@ -48,6 +63,14 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+def store_down() -> ApiError:
+    """The 503 of a password attempt or a refresh while the store cannot answer: the
+    limits and revocations it holds are never skipped."""
+    return ApiError(
+        503, "Sign-in is unavailable for a moment; try again shortly.", headers={"Retry-After": "5"}
+    )
+
+
 def problem(
     status: int,
     detail: str,
@@ -57,7 +80,7 @@ def problem(
 ) -> Response:
     extra: dict[str, Any] = {"errors": list(errors)} if errors else {}
     return Response(
-        problem_body(status, detail, **extra),
+        problem_body(status, detail, base=PROBLEM_BASE, **extra),
         status_code=status,
         media_type="application/problem+json",
         headers=dict(headers or {}),

@@ -12,7 +12,7 @@ import time
 from urllib.parse import parse_qsl
 
 from bastion.api.pagination import DEFAULT_LIMIT
-from bastion.security.asgi import ASGIApp, Receive, Scope, Send
+from bastion.security import ASGIApp, Receive, Scope, Send
 
 __all__ = ["CachedPages", "PageCache", "page_key"]
 

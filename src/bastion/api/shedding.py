@@ -30,18 +30,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from starlette.requests import cookie_parser
 
-from bastion.security.asgi import ASGIApp, Receive, Scope, Send
-from bastion.security.exceptions import InvalidToken
-from bastion.security.passwords import RETRY_AFTER
-from bastion.security.problems import send_problem
-
-if TYPE_CHECKING:
-    from bastion.api.deps import Services
-    from bastion.security.tokens import TokenCodec
+from bastion.api.errors import PROBLEM_BASE
+from bastion.security import (
+    ASGIApp,
+    InvalidToken,
+    PasswordHasher,
+    Receive,
+    Scope,
+    Send,
+    TokenCodec,
+    send_problem,
+)
 
 __all__ = ["HOLD_LIMIT", "HOLD_MAX", "MarkReturning", "ReturningLogins", "ShedAttempts"]
 
@@ -108,13 +111,22 @@ def signed_device(scope: Scope, cookie: str, codec: TokenCodec) -> bool:
 
 
 class MarkReturning:
-    """Counts each ``POST`` to ``path`` with a validly signed device cookie in
-    ``services.returning`` while it is in flight. The outermost layer: the count starts
-    before the request's first round trip (the global limit's)."""
+    """Counts each ``POST`` to ``path`` with a ``cookie`` that ``device`` verifies in
+    ``returning`` while it is in flight. The outermost layer: the count starts before
+    the request's first round trip (the global limit's)."""
 
-    def __init__(self, app: ASGIApp, services: Services, *, path: str, cookie: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        device: TokenCodec,
+        returning: ReturningLogins,
+        path: str,
+        cookie: str,
+    ) -> None:
         self.app = app
-        self.services = services
+        self.device = device
+        self.returning = returning
         self.path = path
         self.cookie = cookie
 
@@ -122,11 +134,11 @@ class MarkReturning:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
             await self.app(scope, receive, send)
             return
-        signed = scope[SIGNED_KEY] = signed_device(scope, self.cookie, self.services.device)
+        signed = scope[SIGNED_KEY] = signed_device(scope, self.cookie, self.device)
         if not signed:
             await self.app(scope, receive, send)
             return
-        returning = self.services.returning
+        returning = self.returning
         returning.enter()
         try:
             await self.app(scope, receive, send)
@@ -136,34 +148,48 @@ class MarkReturning:
 
 class ShedAttempts:
     """503 with ``Retry-After`` for ``POST`` to ``paths`` while the hasher would refuse
-    an untrusted attempt, unless the request carries a validly signed device cookie."""
+    an untrusted attempt, unless the request carries a ``cookie`` that ``device``
+    verifies. ``hasher`` is called on each request for the hasher the routes use now;
+    ``on_shed`` counts each refusal."""
 
     def __init__(
-        self, app: ASGIApp, services: Services, *, paths: frozenset[str], cookie: str
+        self,
+        app: ASGIApp,
+        *,
+        hasher: Callable[[], PasswordHasher],
+        device: TokenCodec,
+        returning: ReturningLogins,
+        paths: frozenset[str],
+        cookie: str,
+        on_shed: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
-        self.services = services  # its hasher, read on each request, as the routes do
+        self.hasher = hasher
+        self.device = device
+        self.returning = returning
         self.paths = paths
         self.cookie = cookie
+        self.on_shed = on_shed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
             and scope["method"] == "POST"
             and scope["path"] in self.paths
-            and self.services.hasher.refuses(trusted=False)
+            and self.hasher().refuses(trusted=False)
             and not self._signed_device(scope)
         ):
-            if self.services.metrics is not None:
-                self.services.metrics.shed.inc()
-            await self.services.returning.hold()
+            if self.on_shed is not None:
+                self.on_shed()
+            await self.returning.hold()
             # The route's own answer to an attempt the hasher refuses (its problem
             # handler for Unavailable): same status, body and Retry-After.
             await send_problem(
                 send,
                 503,
                 "The request cannot be served.",
-                headers=[(b"retry-after", str(RETRY_AFTER).encode())],
+                headers=[(b"retry-after", str(PasswordHasher.retry_after).encode())],
+                base=PROBLEM_BASE,
             )
             return
         await self.app(scope, receive, send)
@@ -172,4 +198,4 @@ class ShedAttempts:
         known: bool | None = scope.get(SIGNED_KEY)
         if known is not None:
             return known
-        return signed_device(scope, self.cookie, self.services.device)
+        return signed_device(scope, self.cookie, self.device)

@@ -25,13 +25,14 @@ from bastion.audit.profile import Profile, ProfileError
 from bastion.audit.registry import Check
 from bastion.audit.target import AddressPool, Target, TransportFactory, default_transport
 from bastion.audit.verdicts import VERDICTS, CheckOutcome, Inconclusive, Verdicts
+from bastion.security import BastionError
 
 __all__ = ["AuditError", "AuditResult", "Observer", "Plan", "plan", "run_audit"]
 
 logger = logging.getLogger("bastion.audit")
 
 
-class AuditError(Exception):
+class AuditError(BastionError):
     """The audit could not run at all (the target does not answer)."""
 
 

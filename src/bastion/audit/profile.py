@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bastion.security import BastionError
 from bastion.security.limits import Rate, parse_duration, parse_rate
 
 __all__ = [
@@ -50,7 +51,7 @@ ABSENTABLE = frozenset(
 )
 
 
-class ProfileError(Exception):
+class ProfileError(BastionError):
     """The profile (or the OpenAPI document it names) cannot be used; the message names
     the file and the field."""
 

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bastion.security import BastionError
+
 if TYPE_CHECKING:
     from bastion.audit.context import CheckContext
 
@@ -89,7 +91,7 @@ def check(
     return register
 
 
-class SelectionError(ValueError):
+class SelectionError(BastionError, ValueError):
     """``--only`` or ``--skip`` names a check that does not exist."""
 
 

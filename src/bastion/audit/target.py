@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from bastion.security import BastionError
+
 __all__ = ["AddressPool", "Target", "TargetError", "TransportFactory", "parse_target"]
 
 # Makes the transport one client speaks through; the argument is its source address
@@ -26,7 +28,7 @@ __all__ = ["AddressPool", "Target", "TargetError", "TransportFactory", "parse_ta
 TransportFactory = Callable[[str | None], httpx.AsyncBaseTransport]
 
 
-class TargetError(Exception):
+class TargetError(BastionError):
     """The target URL cannot be audited (malformed, or not loopback without consent)."""
 
 

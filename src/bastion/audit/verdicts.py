@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bastion.security import BastionError
+
 __all__ = [
     "VERDICTS",
     "CheckOutcome",
@@ -24,7 +26,7 @@ Verdict = Literal["pass", "fail", "not-applicable", "inconclusive"]
 VERDICTS: tuple[Verdict, ...] = ("pass", "fail", "not-applicable", "inconclusive")
 
 
-class Verdicts(Exception):
+class Verdicts(BastionError):
     """Root of the exceptions that end a check with a verdict other than ``pass``."""
 
     verdict: Verdict = "inconclusive"

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from bastion.db.pool import PgPool, pool_arguments
+from bastion.security import BastionError
 
 __all__ = [
     "Connection",
@@ -38,11 +39,11 @@ Row = dict[str, Any]
 Dialect = Literal["sqlite", "postgresql"]
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(BastionError):
     """The database could not be reached or timed out; the API answers 503."""
 
 
-class IntegrityConflict(Exception):
+class IntegrityConflict(BastionError):
     """A unique or foreign-key constraint refused the write."""
 
 

@@ -1,5 +1,272 @@
 """The reusable security layer: pure ASGI middleware and plain async functions.
 
 Nothing in this package imports FastAPI, the database or the service's settings, so any
-ASGI application (Starlette, FastAPI, Litestar) can use it on its own.
+ASGI application (Starlette, FastAPI, Litestar) can use it on its own; everything a user
+needs is imported from here, and what ``__all__`` lists is the public API::
+
+    from bastion.security import AttemptGuard, GuardConfig, PasswordHasher, Rate
+
+Names are loaded on first use, so importing the package costs nothing, and
+``RedisStore`` (the only piece that needs the ``redis`` package) is never imported
+unless asked for. ``ASGIApp``, ``Scope``, ``Receive``, ``Send`` and ``Message`` are the
+ASGI type aliases the middleware are written against. Every error is a
+:class:`BastionError`; the tree is drawn in :mod:`bastion.security.exceptions`.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Bound now: a function named as its module would otherwise be shadowed by the module
+# once anything imports it (a submodule's import sets the package's attribute).
+from bastion.security.client_ip import client_ip
+
+if TYPE_CHECKING:
+    from bastion.security.asgi import (
+        ASGIApp,
+        Message,
+        Receive,
+        Scope,
+        Send,
+    )
+    from bastion.security.body_limit import (
+        BodyLimitConfig,
+        BodyLimitMiddleware,
+        BodyTooLarge,
+    )
+    from bastion.security.client_ip import (
+        ClientIPConfig,
+        ClientIPMiddleware,
+        rate_key,
+    )
+    from bastion.security.events import (
+        FirstPerWindow,
+        SecurityEventLog,
+        configure_logging,
+        logging_config,
+    )
+    from bastion.security.exceptions import (
+        AttemptRefused,
+        BastionError,
+        ExpiredToken,
+        InvalidCredentials,
+        InvalidToken,
+        RateLimited,
+        SecurityError,
+        Unavailable,
+    )
+    from bastion.security.guard import (
+        Attempt,
+        AttemptGuard,
+        AttemptObserver,
+        GuardConfig,
+        Reservation,
+    )
+    from bastion.security.headers import (
+        SecurityHeadersConfig,
+        SecurityHeadersMiddleware,
+        csp_nonce,
+    )
+    from bastion.security.hosts import (
+        AllowedHostsConfig,
+        AllowedHostsMiddleware,
+    )
+    from bastion.security.limits import (
+        Rate,
+        parse_duration,
+        parse_rate,
+    )
+    from bastion.security.media_type import (
+        JsonOnlyMiddleware,
+    )
+    from bastion.security.origins import (
+        OriginPolicy,
+    )
+    from bastion.security.passwords import (
+        HasherConfig,
+        PasswordHasher,
+        Place,
+        password_problems,
+    )
+    from bastion.security.problems import (
+        problem_body,
+        send_problem,
+    )
+    from bastion.security.ratelimit import (
+        RateLimitConfig,
+        RateLimitMiddleware,
+        add_policy,
+        revocation_flag,
+    )
+    from bastion.security.redaction import (
+        redact,
+    )
+    from bastion.security.request_id import (
+        RequestIdMiddleware,
+    )
+    from bastion.security.secret import (
+        Secret,
+    )
+    from bastion.security.token_cache import (
+        VerifiedTokenCache,
+    )
+    from bastion.security.tokens import (
+        TokenCodec,
+        TokenConfig,
+    )
+    from bastion.store import (
+        Budget,
+        Hit,
+        MemoryStore,
+        Store,
+        StoreUnavailable,
+        open_store,
+    )
+    from bastion.store.redis import (
+        RedisStore,
+    )
+
+__all__ = [
+    "ASGIApp",
+    "AllowedHostsConfig",
+    "AllowedHostsMiddleware",
+    "Attempt",
+    "AttemptGuard",
+    "AttemptObserver",
+    "AttemptRefused",
+    "BastionError",
+    "BodyLimitConfig",
+    "BodyLimitMiddleware",
+    "BodyTooLarge",
+    "Budget",
+    "ClientIPConfig",
+    "ClientIPMiddleware",
+    "ExpiredToken",
+    "FirstPerWindow",
+    "GuardConfig",
+    "HasherConfig",
+    "Hit",
+    "InvalidCredentials",
+    "InvalidToken",
+    "JsonOnlyMiddleware",
+    "MemoryStore",
+    "Message",
+    "OriginPolicy",
+    "PasswordHasher",
+    "Place",
+    "Rate",
+    "RateLimitConfig",
+    "RateLimitMiddleware",
+    "RateLimited",
+    "Receive",
+    "RedisStore",
+    "RequestIdMiddleware",
+    "Reservation",
+    "Scope",
+    "Secret",
+    "SecurityError",
+    "SecurityEventLog",
+    "SecurityHeadersConfig",
+    "SecurityHeadersMiddleware",
+    "Send",
+    "Store",
+    "StoreUnavailable",
+    "TokenCodec",
+    "TokenConfig",
+    "Unavailable",
+    "VerifiedTokenCache",
+    "add_policy",
+    "client_ip",
+    "configure_logging",
+    "csp_nonce",
+    "logging_config",
+    "open_store",
+    "parse_duration",
+    "parse_rate",
+    "password_problems",
+    "problem_body",
+    "rate_key",
+    "redact",
+    "revocation_flag",
+    "send_problem",
+]
+
+# Where each public name is defined: imported from there on first use.
+_WHERE: dict[str, str] = {
+    "AttemptRefused": "bastion.security.exceptions",
+    "BastionError": "bastion.security.exceptions",
+    "ExpiredToken": "bastion.security.exceptions",
+    "InvalidCredentials": "bastion.security.exceptions",
+    "InvalidToken": "bastion.security.exceptions",
+    "RateLimited": "bastion.security.exceptions",
+    "SecurityError": "bastion.security.exceptions",
+    "Unavailable": "bastion.security.exceptions",
+    "ASGIApp": "bastion.security.asgi",
+    "Message": "bastion.security.asgi",
+    "Receive": "bastion.security.asgi",
+    "Scope": "bastion.security.asgi",
+    "Send": "bastion.security.asgi",
+    "BodyLimitConfig": "bastion.security.body_limit",
+    "BodyLimitMiddleware": "bastion.security.body_limit",
+    "BodyTooLarge": "bastion.security.body_limit",
+    "ClientIPConfig": "bastion.security.client_ip",
+    "ClientIPMiddleware": "bastion.security.client_ip",
+    "rate_key": "bastion.security.client_ip",
+    "FirstPerWindow": "bastion.security.events",
+    "SecurityEventLog": "bastion.security.events",
+    "configure_logging": "bastion.security.events",
+    "logging_config": "bastion.security.events",
+    "Attempt": "bastion.security.guard",
+    "AttemptGuard": "bastion.security.guard",
+    "AttemptObserver": "bastion.security.guard",
+    "GuardConfig": "bastion.security.guard",
+    "Reservation": "bastion.security.guard",
+    "SecurityHeadersConfig": "bastion.security.headers",
+    "SecurityHeadersMiddleware": "bastion.security.headers",
+    "csp_nonce": "bastion.security.headers",
+    "AllowedHostsConfig": "bastion.security.hosts",
+    "AllowedHostsMiddleware": "bastion.security.hosts",
+    "Rate": "bastion.security.limits",
+    "parse_duration": "bastion.security.limits",
+    "parse_rate": "bastion.security.limits",
+    "JsonOnlyMiddleware": "bastion.security.media_type",
+    "OriginPolicy": "bastion.security.origins",
+    "HasherConfig": "bastion.security.passwords",
+    "PasswordHasher": "bastion.security.passwords",
+    "Place": "bastion.security.passwords",
+    "password_problems": "bastion.security.passwords",
+    "problem_body": "bastion.security.problems",
+    "send_problem": "bastion.security.problems",
+    "RateLimitConfig": "bastion.security.ratelimit",
+    "RateLimitMiddleware": "bastion.security.ratelimit",
+    "add_policy": "bastion.security.ratelimit",
+    "revocation_flag": "bastion.security.ratelimit",
+    "redact": "bastion.security.redaction",
+    "RequestIdMiddleware": "bastion.security.request_id",
+    "Secret": "bastion.security.secret",
+    "VerifiedTokenCache": "bastion.security.token_cache",
+    "TokenCodec": "bastion.security.tokens",
+    "TokenConfig": "bastion.security.tokens",
+    "Budget": "bastion.store",
+    "Hit": "bastion.store",
+    "MemoryStore": "bastion.store",
+    "Store": "bastion.store",
+    "StoreUnavailable": "bastion.store",
+    "open_store": "bastion.store",
+    "RedisStore": "bastion.store.redis",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (``RedisStore`` only if asked for)."""
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,8 +13,12 @@ out. Before routing (a rate limit, say) ``route_path`` may name the template; fa
 that, only the path's first segment is kept (``/api/*``).
 
 Redaction is the last step before rendering, for events and for every other log line
-(:func:`configure_logging` and :func:`logging_config` route the standard library and
-uvicorn through the same processors), so no caller can forget it.
+(:func:`configure_logging` and :func:`logging_config` route the standard library, and
+the loggers the caller names, a server's say, through the same processors), so no caller
+can forget it.
+
+The event names are the caller's: pass ``names`` and any other name is refused, so that
+a misspelt event never lands in a log nobody alerts on.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import re
 import sys
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Collection, MutableMapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO, get_args
+from typing import Any, TextIO
 
 import structlog
 
@@ -36,9 +40,7 @@ from bastion.security.client_ip import client_ip
 from bastion.security.redaction import REDACTED, redact, redact_text
 
 __all__ = [
-    "EVENT_NAMES",
     "REQUEST_ID_KEY",
-    "EventName",
     "FirstPerWindow",
     "SecurityEventLog",
     "configure_logging",
@@ -47,21 +49,6 @@ __all__ = [
 ]
 
 REQUEST_ID_KEY = "bastion.request_id"
-EventName = Literal[
-    "auth.login.succeeded",
-    "auth.login.failed",
-    "auth.lockout",
-    "auth.refresh.reuse_detected",
-    "auth.token.rejected",
-    "authz.denied",
-    "input.rejected",
-    "ratelimit.exceeded",
-    # Authentication operations past the login (ASVS V16.3.1): a changed password and
-    # every session that ends, with how it ended in ``reason``.
-    "auth.password.changed",
-    "auth.session.ended",
-]
-EVENT_NAMES: tuple[str, ...] = get_args(EventName)
 Sink = Callable[[dict[str, Any]], None]
 RoutePath = Callable[[Scope], str | None]
 EventDict = MutableMapping[str, Any]
@@ -117,10 +104,13 @@ def json_formatter() -> logging.Formatter:
     )
 
 
-def logging_config(level: int | str = logging.INFO) -> dict[str, Any]:
-    """A :func:`logging.config.dictConfig` mapping: every record, uvicorn's included, as
-    redacted JSON on stdout. Give it to uvicorn as ``log_config`` so that each worker
-    process applies it too."""
+def logging_config(
+    level: int | str = logging.INFO, *, loggers: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A :func:`logging.config.dictConfig` mapping: every record as redacted JSON on
+    stdout, those of ``loggers`` too (a server's, which install handlers of their own:
+    theirs are removed, so nothing reaches a terminal unredacted). Give it to the
+    server as its log config so that each worker process applies it too."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -133,15 +123,13 @@ def logging_config(level: int | str = logging.INFO) -> dict[str, Any]:
             }
         },
         "root": {"handlers": ["stdout"], "level": level},
-        "loggers": {
-            name: {"handlers": [], "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
-        },
+        "loggers": {name: {"handlers": [], "propagate": True} for name in loggers},
     }
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """JSON lines on stdout for structlog and the standard library, both redacted."""
+def configure_logging(level: int = logging.INFO, *, loggers: Sequence[str] = ()) -> None:
+    """JSON lines on stdout for structlog and the standard library, both redacted
+    (``loggers``: as for :func:`logging_config`)."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -152,7 +140,7 @@ def configure_logging(level: int = logging.INFO) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
-    logging.config.dictConfig(logging_config(level))
+    logging.config.dictConfig(logging_config(level, loggers=loggers))
 
 
 # At most 10 characters: shorter than any password the service accepts (12).
@@ -187,16 +175,20 @@ def _user_id(value: str | None) -> str | None:
 
 class SecurityEventLog:
     """Writes security events as JSON lines (``stream`` defaults to standard output) and
-    passes each record to ``sink``. The log line never depends on how, or whether, the
-    application configured logging."""
+    passes each record to ``sink``, redacted, so that no event leaks a secret or a
+    forged log line. The log line never depends on how, or whether, the application
+    configured logging. ``names``: the events the caller defines; any other is refused
+    (:class:`ValueError`), so that no misspelt name goes unnoticed."""
 
     def __init__(
         self,
         *,
+        names: Collection[str] | None = None,
         sink: Sink | None = None,
         stream: TextIO | None = None,
         route_path: RoutePath | None = None,
     ) -> None:
+        self.names = frozenset(names) if names is not None else None
         self.sink = sink
         self.route_path = route_path
         self._log = structlog.wrap_logger(
@@ -207,7 +199,7 @@ class SecurityEventLog:
 
     def emit(
         self,
-        event: EventName,
+        event: str,
         scope: Scope,
         *,
         user_id: str | None = None,
@@ -215,6 +207,8 @@ class SecurityEventLog:
     ) -> dict[str, Any]:
         """Log the event and hand it to the sink; returns the stored record (snake_case
         keys, ``ts`` as an aware datetime)."""
+        if self.names is not None and event not in self.names:
+            raise ValueError(f"{event!r} is not one of this log's event names")
         record: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "ts": datetime.now(UTC),

@@ -20,17 +20,24 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Protocol
 
 from bastion.security.client_ip import rate_key
-from bastion.security.exceptions import RateLimited
+from bastion.security.exceptions import AttemptRefused, InvalidCredentials, Refusal
 from bastion.security.limits import Rate
-from bastion.store import Budget, Hit, Store
+from bastion.store import Budget, Hit, Store, StoreUnavailable
 
-__all__ = ["AttemptGuard", "AttemptRefused", "GuardConfig", "Reservation"]
-
-Refusal = Literal["auth limit", "account locked", "device locked"]
+__all__ = [
+    "Attempt",
+    "AttemptGuard",
+    "AttemptObserver",
+    "AttemptRefused",
+    "GuardConfig",
+    "Reservation",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +71,6 @@ class Reservation:
     lock_hit: Hit | None
 
 
-class AttemptRefused(RateLimited):
-    """A budget is spent (429). ``reason`` says which; ``ip_hit`` is the per-IP budget
-    as the attempt found it, when that budget applied."""
-
-    def __init__(self, reason: Refusal, *, retry_after: int, ip_hit: Hit | None) -> None:
-        super().__init__(reason, retry_after=retry_after)
-        self.ip_hit = ip_hit
-
-
 def _retry_after(hits: list[Hit]) -> int:
     return max(1, math.ceil(max(h.reset_after for h in hits)))
 
@@ -84,10 +82,60 @@ class AttemptGuard:
     answer; callers must then fail closed (503), never skip the check.
     """
 
-    def __init__(self, store: Store, config: GuardConfig) -> None:
+    def __init__(
+        self, store: Store, config: GuardConfig, observer: AttemptObserver | None = None
+    ) -> None:
         self.store = store
         self.config = config
+        self.observer = observer
         self._tag = f"{{{config.name}}}"
+
+    @asynccontextmanager
+    async def attempt(
+        self,
+        *,
+        ip: str,
+        account: str | None = None,
+        device: str | None = None,
+        scope: Any = None,
+    ) -> AsyncIterator[Attempt]:
+        """One password attempt, reserved on entry and settled on exit.
+
+        Entry takes the slots (:meth:`reserve`): :class:`AttemptRefused` when a budget
+        is spent, :class:`~bastion.store.StoreUnavailable` when the store cannot say
+        (never a skipped limit). Then the block is judged by how it ends:
+
+        - it ends normally: a success, the slots go back (a store failure then is
+          swallowed: the slots expire with their window);
+        - it raises :class:`InvalidCredentials`, or called :meth:`Attempt.fail`: a
+          failure, the slots stay taken, whatever it raises;
+        - it raises anything else: never judged (hasher saturated, database down),
+          the slots go back and the exception propagates.
+
+        ``scope`` is the ASGI scope, carried for the observer."""
+        attempt = Attempt(self, ip=ip, account=account, device=device, scope=scope)
+        try:
+            attempt.reservation = await self.reserve(ip=ip, account=account, device=device)
+        except AttemptRefused as exc:
+            if self.observer is not None:
+                self.observer.refused(attempt, exc)
+            raise
+        try:
+            yield attempt
+        except InvalidCredentials as exc:
+            attempt.fail(exc.reason)
+            raise
+        except Exception:
+            if attempt.failure is None:
+                await attempt._give_back()
+            raise
+        else:
+            if attempt.failure is None:
+                attempt.judged = True
+                await attempt._give_back()
+        finally:
+            if attempt.failure is not None and self.observer is not None:
+                self.observer.failed(attempt, attempt.failure)
 
     def ip_key(self, ip: str) -> str:
         return f"{self._tag}ip:{rate_key(ip)}"
@@ -151,3 +199,71 @@ class AttemptGuard:
 
     async def unlock(self, account: str) -> None:
         await self.store.reset(self.account_key(account))
+
+
+class AttemptObserver(Protocol):
+    """What a caller hears of the attempts a guard settles (events, metrics, response
+    headers). Each hook may do nothing; none may raise."""
+
+    def refused(self, attempt: Attempt, exc: AttemptRefused) -> None:
+        """A budget was spent: the attempt took nothing and was never made."""
+
+    def failed(self, attempt: Attempt, reason: str) -> None:
+        """A failure: its slots stay taken (``attempt.locked``: it spent the last)."""
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """Its slots went back: a success (``attempt.judged``), or an attempt never
+        judged (its exception propagates)."""
+
+
+class Attempt:
+    """One attempt inside :meth:`AttemptGuard.attempt`. ``reservation``: the slots it
+    holds (``ip_hit``/``lock_hit`` for RateLimit fields); ``user``: the account's id,
+    for the observer, once the caller knows it."""
+
+    __slots__ = (
+        "_guard",
+        "account",
+        "device",
+        "failure",
+        "ip",
+        "judged",
+        "reservation",
+        "scope",
+        "user",
+    )
+
+    def __init__(
+        self, guard: AttemptGuard, *, ip: str, account: str | None, device: str | None, scope: Any
+    ) -> None:
+        self._guard = guard
+        self.ip = ip
+        self.account = account
+        self.device = device
+        self.scope = scope
+        self.reservation = Reservation(None, None, None, None)
+        self.failure: str | None = None
+        self.judged = False
+        self.user: str | None = None
+
+    def fail(self, reason: str) -> None:
+        """Judge the attempt a failure without raising (a weak password at
+        registration, say): its slots stay taken when the block ends."""
+        if self.failure is None:
+            self.failure = reason
+        self.judged = True
+
+    @property
+    def locked(self) -> bool:
+        """Whether this failure spent the last slot of the account's (or device's)
+        lockout budget: the next attempt on it is refused."""
+        hit = self.reservation.lock_hit
+        return self.failure is not None and hit is not None and hit.count >= hit.limit
+
+    async def _give_back(self) -> None:
+        try:
+            await self._guard.succeeded(self.reservation)
+        except StoreUnavailable:
+            return  # the slots expire with their window; never fail a success over it
+        if self._guard.observer is not None:
+            self._guard.observer.succeeded(self)

@@ -38,7 +38,6 @@ _HOST = re.compile(
 )
 # Load balancers and orchestrators probe by address (an ALB or Kubernetes sends the
 # target's IP as Host); these answers build no URL and reflect nothing.
-DEFAULT_EXEMPT = frozenset({"/healthz", "/readyz"})
 
 
 def _split(value: str) -> tuple[str, str | None] | None:
@@ -51,13 +50,16 @@ def _split(value: str) -> tuple[str, str | None] | None:
 @dataclass(frozen=True, slots=True)
 class AllowedHostsConfig:
     """``hosts``: the entries above; empty allows every host (development).
-    ``exempt``: paths answered whatever the ``Host`` (the health probes by default).
+    ``exempt``: paths answered whatever the ``Host`` (none by default; health probes,
+    which call by address, are the usual ones). ``problem_base``: the URL the 400's
+    problem type is under (``about:blank`` without one).
 
     Raises :class:`ValueError` for an entry that is not a host name, or a bare ``*``
     (an empty list is how to allow every host)."""
 
     hosts: tuple[str, ...] = ()
-    exempt: frozenset[str] = DEFAULT_EXEMPT
+    exempt: frozenset[str] = frozenset()
+    problem_base: str | None = None
     _exact: frozenset[tuple[str, str | None]] = field(init=False, repr=False)
     _suffixes: tuple[tuple[str, str | None], ...] = field(init=False, repr=False)
 
@@ -114,4 +116,9 @@ class AllowedHostsMiddleware:
         if len(hosts) == 1 and config.allows(hosts[0].decode("latin-1")):
             await self.app(scope, receive, send)
             return
-        await send_problem(send, 400, "This service does not answer to that host name.")
+        await send_problem(
+            send,
+            400,
+            "This service does not answer to that host name.",
+            base=self.config.problem_base,
+        )

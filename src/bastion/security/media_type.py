@@ -16,11 +16,14 @@ def _is_json(content_type: bytes) -> bool:
 
 
 class JsonOnlyMiddleware:
-    """Any request under ``prefix`` that carries a body must say it is JSON."""
+    """Any request under ``prefix`` (every path by default) that carries a body must
+    say it is JSON: no form or multipart body reaches a parser the app never meant to
+    expose (415). ``problem_base``: the URL the problem type is under."""
 
-    def __init__(self, app: ASGIApp, *, prefix: str = "/api/") -> None:
+    def __init__(self, app: ASGIApp, *, prefix: str = "/", problem_base: str | None = None) -> None:
         self.app = app
         self.prefix = prefix
+        self.problem_base = problem_base
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(self.prefix):
@@ -35,7 +38,10 @@ class JsonOnlyMiddleware:
                     has_body = True
             if has_body and not _is_json(content_type):
                 await send_problem(
-                    send, 415, "Request bodies must be JSON (Content-Type: application/json)."
+                    send,
+                    415,
+                    "Request bodies must be JSON (Content-Type: application/json).",
+                    base=self.problem_base,
                 )
                 return
         await self.app(scope, receive, send)

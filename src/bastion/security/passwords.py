@@ -179,6 +179,8 @@ class PasswordHasher:
     returning user, and gets the CPU that serving everyone else leaves idle.
     """
 
+    retry_after = RETRY_AFTER  # seconds a refused attempt is told to wait
+
     def __init__(
         self, config: HasherConfig = HasherConfig(), *, argon: Argon | None = None
     ) -> None:
@@ -334,13 +336,14 @@ class PasswordHasher:
         *,
         trusted: bool = False,
         place: Place | None = None,
-    ) -> bool:
-        """Raise :class:`InvalidCredentials` unless ``password`` matches, or
-        :class:`Unavailable` when the hasher is saturated.
+    ) -> None:
+        """Return when ``password`` matches; raise :class:`InvalidCredentials` when it
+        does not (or the account is unknown), :class:`Unavailable` when the hasher is
+        saturated. Never a boolean to forget to check.
 
         ``stored_hash=None`` (an unknown account) verifies against a dummy hash, so the
-        answer takes the same time. Returns whether the hash should be upgraded to the
-        current parameters. ``place``: the one :meth:`admit` gave this attempt (else
+        answer takes the same time. Whether the hash should be upgraded is
+        :meth:`needs_rehash`. ``place``: the one :meth:`admit` gave this attempt (else
         it takes one now).
         """
         if stored_hash is None:
@@ -354,6 +357,10 @@ class PasswordHasher:
         )
         if not ok:
             raise InvalidCredentials("wrong password")
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """Whether ``stored_hash`` was made with parameters weaker than the current
+        ones (so that a verified password should be hashed again and stored)."""
         return self._argon.check_needs_rehash(stored_hash)
 
     def _check(self, stored_hash: str, password: str) -> bool:

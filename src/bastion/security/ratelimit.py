@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from bastion.security.asgi import ASGIApp, Message, Receive, Scope, Send
 from bastion.security.client_ip import client_ip, rate_key
@@ -27,6 +27,7 @@ __all__ = [
     "RateLimitMiddleware",
     "add_policy",
     "retry_after",
+    "revocation_flag",
 ]
 
 POLICIES_KEY = "bastion.ratelimit.policies"
@@ -45,17 +46,28 @@ _OVER_ENTRIES = 10_000
 
 @dataclass(frozen=True, slots=True)
 class RateLimitConfig:
-    """A budget per client IP for paths under ``prefix``; ``exempt`` paths are never
-    counted (health checks)."""
+    """A budget per client IP for paths under ``prefix`` (every path by default);
+    ``exempt`` paths are never counted (health checks, say). ``problem_base``: the URL
+    the 429's problem type is under (``about:blank`` without one)."""
 
     rate: Rate
     name: str = "global"
-    prefix: str = "/api/"
-    exempt: frozenset[str] = field(default_factory=lambda: frozenset({"/healthz", "/readyz"}))
+    prefix: str = "/"
+    exempt: frozenset[str] = frozenset()
+    problem_base: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError("a policy name must be a plain token")
+
+
+def revocation_flag(scope: Scope) -> bool | None:
+    """Whether the flag that ``flag_for`` named for this request is raised, as the
+    limiter's own round trip found it; ``None`` when it was not looked up (no flag
+    named, or the store down): then the caller must ask the store itself, never
+    take the absence for "not revoked"."""
+    flagged: bool | None = scope.get(FLAGGED_KEY)
+    return flagged
 
 
 def retry_after(hit: Hit) -> int:
@@ -168,6 +180,7 @@ class RateLimitMiddleware:
                 429,
                 "Too many requests from this client; try again later.",
                 headers=[*_headers(policies), (b"retry-after", str(retry_after(hit)).encode())],
+                base=self.config.problem_base,
             )
             return
         scope[POLICIES_KEY] = policies

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from bastion.security.exceptions import BastionError
+
 __all__ = ["Budget", "Hit", "Store", "StoreUnavailable"]
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(BastionError):
     """The store could not be reached; callers fail closed (503) or fall back."""
 
 

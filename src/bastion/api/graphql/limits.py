@@ -40,6 +40,8 @@ from graphql import (
 )
 from graphql.language import Visitor
 
+from bastion.security import BastionError
+
 __all__ = ["GraphQLLimits", "QueryRejected", "check_limits", "parse_query"]
 
 _INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
@@ -69,7 +71,7 @@ class Problem:
     detail: str
 
 
-class QueryRejected(Exception):
+class QueryRejected(BastionError):
     """The query cannot run. ``over_limit`` tells a limit from plain invalid syntax."""
 
     def __init__(self, problems: list[Problem], *, over_limit: bool, reason: str) -> None:

@@ -42,7 +42,7 @@ from bastion.api.graphql.schema import Context, build_schema
 from bastion.api.openapi import problem_responses
 from bastion.config import Settings
 from bastion.db import DatabaseUnavailable
-from bastion.security.exceptions import SecurityError
+from bastion.security import SecurityError
 from bastion.store import StoreUnavailable
 
 __all__ = ["GraphQLRequest", "limits_from", "router"]

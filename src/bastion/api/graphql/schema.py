@@ -38,7 +38,7 @@ from bastion.api.pagination import (
 )
 from bastion.db import catalogue, orders, users
 from bastion.db.database import Row
-from bastion.security.exceptions import InvalidToken
+from bastion.security import InvalidToken
 
 __all__ = ["Context", "build_schema"]
 

@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from bastion.api import attempts
-from bastion.api.deps import CurrentUser, Principal, Services, Svc
-from bastion.api.errors import ApiError, json_response
+from bastion.api.deps import CurrentUser, Principal, Services, Svc, accounts
+from bastion.api.errors import ApiError, json_response, store_down
 from bastion.api.openapi import problem_responses
-from bastion.api.password_context import password_context
 from bastion.api.schemas import (
     LoginRequest,
     Page,
@@ -36,13 +32,16 @@ from bastion.api.sessions import (
     unix,
 )
 from bastion.db import IntegrityConflict, sessions, users
-from bastion.security.client_ip import client_ip
-from bastion.security.exceptions import ExpiredToken, InvalidCredentials, InvalidToken
-from bastion.store import StoreUnavailable
+from bastion.security import (
+    ExpiredToken,
+    InvalidCredentials,
+    InvalidToken,
+    StoreUnavailable,
+    client_ip,
+)
+from bastion.usecases.accounts import WeakPassword
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
-
-T = TypeVar("T")
 
 REFRESH_COOKIE = "__Secure-refreshToken"
 DEVICE_COOKIE = "__Secure-deviceToken"
@@ -91,56 +90,29 @@ def _tokens(access: Issued, refresh: Issued) -> Response:
 
 @router.post("/register", status_code=201, response_model=UserOut, responses=problem_responses(409))
 async def register(body: RegisterRequest, request: Request, services: Svc) -> Response:
-    # A weak password or a taken email is a failed attempt and keeps its slot (it also
-    # bounds how fast anyone can probe which emails are registered).
-    with attempts.admit(services, trusted=False) as place:
-        reservation = await attempts.reserve(services, request, account=None, device=None)
-        try:
-            problems = await services.hasher.problems(
-                body.password, context=password_context(body.email, body.name), place=place
-            )
-        except Exception:
-            await attempts.give_back(services, request, reservation)  # not judged
-            raise
-    if problems:
-        services.events.emit("input.rejected", request.scope, reason="weak password")
+    try:
+        row = await accounts(services).register(
+            email=body.email,
+            name=body.name,
+            password=body.password,
+            ip=client_ip(request.scope),
+            scope=request.scope,
+        )
+    except WeakPassword as exc:
         raise ApiError(
             400,
             "The password is not acceptable.",
-            errors=[{"pointer": "#/password", "detail": p} for p in problems],
-        )
-    try:
-        password_hash = await services.hasher.hash(body.password)
-        row = await users.create_user(
-            services.db,
-            user_id=str(uuid.uuid4()),
-            email=body.email,
-            name=body.name,
-            password_hash=password_hash,
-            role="user",
-            now=datetime.now(UTC),
-        )
+            errors=[{"pointer": "#/password", "detail": p} for p in exc.problems],
+        ) from None
     except IntegrityConflict:
         raise ApiError(
             409,
             "That email cannot be registered.",
             errors=[{"pointer": "#/email", "detail": "is already registered"}],
         ) from None
-    except Exception:
-        # Not judged (hasher saturated, database down): the attempt does not count.
-        await attempts.give_back(services, request, reservation)
-        raise
-    await attempts.give_back(services, request, reservation)
+    except StoreUnavailable:  # the guard cannot count the attempt: it is not made
+        raise store_down() from None
     return json_response(user_out(row), status=201, headers={"Location": "/api/users/me"})
-
-
-def _background(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-    """``work`` started now, to run beside what the caller awaits next. Whatever it
-    raises is marked retrieved, so a task the caller abandons (its request failed
-    first) logs no "exception was never retrieved"."""
-    task = asyncio.ensure_future(work)
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
-    return task
 
 
 def _device_for(services: Services, request: Request, email: str) -> str | None:
@@ -160,56 +132,29 @@ def _device_for(services: Services, request: Request, email: str) -> str | None:
 @router.post("/login", response_model=TokenResponse, responses=problem_responses(401))
 async def login(body: LoginRequest, request: Request, services: Svc) -> Response:
     email = normalise_email(body.email)
-    device = _device_for(services, request, email)
-    trusted = device is not None
-    with attempts.admit(services, trusted=trusted) as place:
-        # The limits are settled before any hashing: a refused attempt costs no Argon2.
-        # A returning device's account row is read in the same round as its reservation
-        # (reading it judges nothing); an untrusted attempt, what a flood is made of,
-        # reads nothing until its slot is taken.
-        early = _background(users.get_user_by_email(services.db, email=email)) if trusted else None
-        reservation = await attempts.reserve(services, request, account=email, device=device)
-        try:
-            if early is not None:
-                row = await early
-            else:
-                row = await users.get_user_by_email(services.db, email=email)
-            rehash = await services.hasher.verify(
-                row["password_hash"] if row else None, body.password, trusted=trusted, place=place
-            )
-        except InvalidCredentials as exc:
-            attempts.failed(
-                services,
-                request,
-                reservation,
-                user_id=row["id"] if row else None,
-                reason=exc.reason,
-                device=trusted,
-            )
-            raise ApiError(
-                401, "The email or password is wrong.", headers={"WWW-Authenticate": "Bearer"}
-            ) from None
-        except Exception:
-            # Not judged (hasher saturated, database down): the attempt does not count.
-            await attempts.give_back(services, request, reservation)
-            raise
-    if row is None:  # unreachable: verify() raises for unknown accounts
-        raise ApiError(401, "The email or password is wrong.")
-    # The slot goes back while the session is written: one round, not two.
-    given_back = _background(attempts.give_back(services, request, reservation))
-    try:
-        if rehash:
-            new_hash = await services.hasher.hash(body.password)
-            await users.update_password_hash(
-                services.db, user_id=row["id"], password_hash=new_hash, now=None
-            )
+
+    async def start(user_id: str) -> tuple[Issued, Issued]:
         # The browser's old session ends in the same round as the new one starts.
-        (access, refresh), _ = await asyncio.gather(
-            services_start(services, request, row["id"]), _end_replaced_session(services, request)
+        issued, _ = await asyncio.gather(
+            services_start(services, request, user_id), _end_replaced_session(services, request)
         )
-    finally:
-        await given_back
-    services.events.emit("auth.login.succeeded", request.scope, user_id=row["id"])
+        return issued
+
+    try:
+        row, (access, refresh) = await accounts(services).log_in(
+            email=email,
+            password=body.password,
+            ip=client_ip(request.scope),
+            scope=request.scope,
+            device=_device_for(services, request, email),
+            start=start,
+        )
+    except InvalidCredentials:
+        raise ApiError(
+            401, "The email or password is wrong.", headers={"WWW-Authenticate": "Bearer"}
+        ) from None
+    except StoreUnavailable:  # the guard cannot count the attempt: it is not made
+        raise store_down() from None
     response = _tokens(access, refresh)
     # The device cookie: this browser has signed in to this account before, so the
     # account's lockout will not refuse it (OWASP's device cookies).
@@ -301,7 +246,7 @@ async def refresh(request: Request, services: Svc) -> Response:
     try:
         await services.store.ping()
     except StoreUnavailable:
-        raise attempts.store_down() from None
+        raise store_down() from None
     try:
         claims = services.refresh.verify(token)
     except ExpiredToken as exc:
