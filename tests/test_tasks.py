@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from asgi_lifespan import LifespanManager
 
-import bastion.api.sessions as sessions_module
 from bastion.app import create_app
+from bastion.security.sessions import RefreshSessions
 from bastion.tasks import stop
 
 
@@ -65,15 +65,15 @@ async def test_the_app_stops_when_its_revocation_sync_loses_a_cancellation(
 ) -> None:
     """The shutdown's cancellation reaches the sync loop inside a store or database call
     that swallows it; the loop goes on. Shutdown still ends, at the next try."""
-    real = sessions_module.sync_revocations
+    real = RefreshSessions.sync
     calls = 0
     inside = asyncio.Event()
 
-    async def swallowing(services: Any) -> bool:
+    async def swallowing(sessions: RefreshSessions) -> bool:
         nonlocal calls
         calls += 1
         if calls == 1:  # the sync at start-up
-            return await real(services)
+            return await real(sessions)
         inside.set()
         try:
             await asyncio.sleep(3600)
@@ -81,7 +81,7 @@ async def test_the_app_stops_when_its_revocation_sync_loses_a_cancellation(
             return False  # swallowed
         return False
 
-    monkeypatch.setattr(sessions_module, "sync_revocations", swallowing)
+    monkeypatch.setattr(RefreshSessions, "sync", swallowing)
     app = create_app(make_settings())
     manager = LifespanManager(app)
     await manager.__aenter__()

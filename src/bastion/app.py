@@ -31,7 +31,6 @@ from bastion.api.graphql import router as graphql_router
 from bastion.api.openapi import install_openapi
 from bastion.api.page_cache import CachedPages
 from bastion.api.routes import admin, auth, catalogue, health, orders, users
-from bastion.api.sessions import revocation_sync
 from bastion.api.shedding import MarkReturning, ShedAttempts
 from bastion.config import Settings, load_settings
 from bastion.db import DatabaseUnavailable, open_configured
@@ -55,6 +54,7 @@ from bastion.security import (
     RateLimitConfig,
     RateLimitMiddleware,
     Receive,
+    RefreshSessions,
     RequestIdMiddleware,
     Scope,
     Secret,
@@ -62,6 +62,8 @@ from bastion.security import (
     SecurityHeadersConfig,
     SecurityHeadersMiddleware,
     Send,
+    SessionConfig,
+    SqlSessionStore,
     TokenCodec,
     TokenConfig,
     VerifiedTokenCache,
@@ -179,9 +181,18 @@ def build_services(
                 max_wait=settings.hash_max_wait,
             )
         ),
-        access=access,
+        sessions=RefreshSessions(
+            SqlSessionStore(db),
+            store,
+            access=access,
+            refresh=codec("refresh", refresh_keys, settings.refresh_ttl),
+            config=SessionConfig(
+                access_ttl=settings.access_ttl,
+                refresh_ttl=settings.refresh_ttl,
+                max_age=settings.session_max_age,
+            ),
+        ),
         verified=VerifiedTokenCache(clock=access.config.clock),
-        refresh=codec("refresh", refresh_keys, settings.refresh_ttl),
         device=codec("device", [device_key], 180 * 86400),
         events=events,
         guard=AttemptGuard(
@@ -302,7 +313,7 @@ def create_app(settings: Settings | None = None) -> BastionApp:
         await services.hasher.warm_up()
         task = asyncio.create_task(writer.run(services), name="security event writer")
         try:
-            async with revocation_sync(services):
+            async with services.sessions.running():
                 yield
         finally:
             await stop(task)

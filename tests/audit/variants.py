@@ -21,10 +21,8 @@ from fastapi import Depends, Request
 
 from bastion.api.deps import Principal, admin_user, current_user
 from bastion.api.routes import auth as auth_routes
-from bastion.api.sessions import end_sessions
 from bastion.app import BastionApp
 from bastion.db import orders as orders_db
-from bastion.db import sessions as sessions_db
 from bastion.db import users as users_db
 from bastion.security.exceptions import InvalidCredentials, InvalidToken
 from bastion.security.guard import AttemptGuard, AttemptRefused
@@ -198,59 +196,67 @@ def _cacheable_tokens(app: BastionApp, _: pytest.MonkeyPatch) -> Asgi:
 
 def _rotation_ignores_the_old_token(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
     """Rotation swaps in the new token whatever token was presented: a used one works."""
-    real = sessions_db.rotate_session
+    rows = app.services.sessions.store
+    real = rows.rotate
 
-    async def rotate(db: Any, *, session_id: str, old_token_id: str, **kwargs: Any) -> Any:
-        row = await sessions_db.get_session(db, session_id=session_id)
-        current = row["token_id"] if row is not None else old_token_id
-        return await real(db, session_id=session_id, old_token_id=current, **kwargs)
+    async def rotate(*, session_id: str, old_token_id: str, **kwargs: Any) -> Any:
+        row = await rows.get(session_id)
+        current = row.token_id if row is not None else old_token_id
+        return await real(session_id=session_id, old_token_id=current, **kwargs)
 
-    monkeypatch.setattr(sessions_db, "rotate_session", rotate)
+    monkeypatch.setattr(rows, "rotate", rotate)
     return app
 
 
 def _rotation_reads_then_writes(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
     """Rotation checks the current token, then writes: concurrent refreshes all pass."""
-    real = sessions_db.rotate_session
+    rows = app.services.sessions.store
+    real = rows.rotate
 
-    async def rotate(db: Any, *, session_id: str, old_token_id: str, **kwargs: Any) -> Any:
-        row = await sessions_db.get_session(db, session_id=session_id)
-        if row is None or row["token_id"] != old_token_id or row["revoked_at"] is not None:
+    async def rotate(*, session_id: str, old_token_id: str, **kwargs: Any) -> Any:
+        row = await rows.get(session_id)
+        if row is None or row.token_id != old_token_id or row.revoked_at is not None:
             return None
         await asyncio.sleep(0.05)  # the window every read-then-write has
-        return await real(db, session_id=session_id, old_token_id=row["token_id"], **kwargs) or row
+        return await real(session_id=session_id, old_token_id=row.token_id, **kwargs) or row
 
-    monkeypatch.setattr(sessions_db, "rotate_session", rotate)
+    monkeypatch.setattr(rows, "rotate", rotate)
     return app
 
 
 def _reuse_not_detected(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
     """A reused refresh token is refused, but nothing is revoked."""
+    sessions = app.services.sessions
 
-    async def end_sessions(*args: Any, **kwargs: Any) -> int:
+    async def end(*args: Any, **kwargs: Any) -> bool:
+        return False
+
+    async def end_all(*args: Any, **kwargs: Any) -> int:
         return 0
 
-    monkeypatch.setattr(auth_routes, "end_sessions", end_sessions)
+    monkeypatch.setattr(sessions, "end", end)
+    monkeypatch.setattr(sessions, "end_all", end_all)
     return app
 
 
 def _logout_ends_every_session(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
     """Logout signs the user out everywhere: one device's logout ends the others'."""
+    sessions = app.services.sessions
 
-    async def end_session(services: Any, *, user_id: str, session_id: str, reason: str) -> bool:
-        return await end_sessions(services, user_id=user_id, reason=reason) > 0
+    async def end(session_id: str, *, user_id: str, reason: str = "logout") -> bool:
+        return await sessions.end_all(user_id, reason=reason) > 0
 
-    monkeypatch.setattr(auth_routes, "end_session", end_session)
+    monkeypatch.setattr(sessions, "end", end)
     return app
 
 
 def _logout_keeps_the_session(app: BastionApp, monkeypatch: pytest.MonkeyPatch) -> Asgi:
     """Logout only clears the cookie: the session, and its refresh token, live on."""
 
-    async def end_session(*args: Any, **kwargs: Any) -> bool:
+    async def end(*args: Any, **kwargs: Any) -> bool:
         return True
 
-    monkeypatch.setattr(auth_routes, "end_session", end_session)
+    monkeypatch.setattr(app.services.sessions, "end", end)
     return app
 
 

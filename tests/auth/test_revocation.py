@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from bastion.api.deps import revoked_key
-from bastion.api.sessions import SYNC_MARKER
 from bastion.app import BastionApp
-from bastion.db import sessions as session_rows
+from bastion.security.sessions import SYNC_MARKER
+from bastion.security.sessions import flag_key as revoked_key
 from bastion.store import StoreUnavailable
 from tests.auth.conftest import SECRETS, Device, refresh_cookie_of
 from tests.conftest import PASSWORD, REDIS_URL, client_for
@@ -84,13 +83,14 @@ async def test_the_revocation_check_rides_on_the_rate_limiters_round_trip(
 
         monkeypatch.setattr(type(store), name, counting())
     reads: list[str] = []
-    original_get = session_rows.get_session
+    rows = auth_app.services.sessions.store
+    original_get = rows.get
 
-    async def get_session(db: Any, *, session_id: str) -> Any:
+    async def get_session(session_id: str) -> Any:
         reads.append(session_id)
-        return await original_get(db, session_id=session_id)
+        return await original_get(session_id)
 
-    monkeypatch.setattr(session_rows, "get_session", get_session)
+    monkeypatch.setattr(rows, "get", get_session)
 
     assert await device.me() == 200
     assert calls == [("hit", revoked_key(device.session_id))]

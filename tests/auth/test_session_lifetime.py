@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from bastion.api.sessions import SESSION_ENDED
 from bastion.app import BastionApp
+from bastion.security.sessions import SESSION_ENDED
 from bastion.security.tokens import TokenCodec
 from tests.auth.conftest import (
     REFRESH_COOKIE,

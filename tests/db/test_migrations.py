@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bastion.db import Database, sessions
+from bastion.db import Database
 from bastion.db import migrations as migrations_module
 from bastion.db.migrations import MIGRATIONS, migrate, pending
+from bastion.security.session_store import SqlSessionStore
 
 TABLES = {
     "users", "products", "promo_codes", "orders", "order_items", "sessions", "security_events",
@@ -84,13 +85,14 @@ async def test_sessions_from_before_the_absolute_lifetime_end_30_days_after_thei
             now + timedelta(days=6),
         )
     assert [m.version for m in await migrate(fresh_db)] == [m.version for m in MIGRATIONS[1:]]
-    old = await sessions.get_session(fresh_db, session_id=ids["old"])
-    young = await sessions.get_session(fresh_db, session_id=ids["young"])
+    sessions = SqlSessionStore(fresh_db)
+    old = await sessions.get(ids["old"])
+    young = await sessions.get(ids["young"])
     assert old is not None
     assert young is not None
-    assert old["ends_at"] == now - timedelta(days=10)
-    assert old["expires_at"] == old["ends_at"]
-    assert young["ends_at"] == now + timedelta(days=29)
-    assert young["expires_at"] == now + timedelta(days=6)
-    listed = await sessions.list_sessions(fresh_db, user_id=user_id, now=now)
-    assert [r["id"] for r in listed] == [ids["young"]]
+    assert old.ends_at == now - timedelta(days=10)
+    assert old.expires_at == old.ends_at
+    assert young.ends_at == now + timedelta(days=29)
+    assert young.expires_at == now + timedelta(days=6)
+    listed = await sessions.live(user_id, now=now)
+    assert [r.id for r in listed] == [ids["young"]]

@@ -18,9 +18,9 @@ from bastion.db import (
     catalogue,
     events,
     orders,
-    sessions,
     users,
 )
+from bastion.security.session_store import Session, SqlSessionStore
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -213,8 +213,8 @@ async def test_racing_rotations_of_one_refresh_token_succeed_exactly_once(db: Da
     owner = await _user(db)
     sid = str(uuid.uuid4())
     now = datetime.now(UTC)
-    await sessions.create_session(
-        db,
+    sessions = SqlSessionStore(db)
+    await sessions.create(
         session_id=sid,
         user_id=owner["id"],
         token_id="t0",
@@ -226,8 +226,7 @@ async def test_racing_rotations_of_one_refresh_token_succeed_exactly_once(db: Da
     )
     results = await asyncio.gather(
         *(
-            sessions.rotate_session(
-                db,
+            sessions.rotate(
                 session_id=sid,
                 old_token_id="t0",
                 new_token_id=f"t{n}",
@@ -240,7 +239,9 @@ async def test_racing_rotations_of_one_refresh_token_succeed_exactly_once(db: Da
     )
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
-    assert (await sessions.get_session(db, session_id=sid))["token_id"] == winners[0]["token_id"]  # type: ignore[index]
+    row = await sessions.get(sid)
+    assert row is not None
+    assert row.token_id == winners[0].token_id
 
 
 async def test_a_rotation_never_moves_the_token_past_the_sessions_end_nor_works_after_it(
@@ -249,8 +250,8 @@ async def test_a_rotation_never_moves_the_token_past_the_sessions_end_nor_works_
     owner = await _user(db)
     sid = str(uuid.uuid4())
     ends_at = NOW + timedelta(days=10)
-    await sessions.create_session(
-        db,
+    sessions = SqlSessionStore(db)
+    await sessions.create(
         session_id=sid,
         user_id=owner["id"],
         token_id="t0",
@@ -261,9 +262,8 @@ async def test_a_rotation_never_moves_the_token_past_the_sessions_end_nor_works_
         ip="127.0.0.1",
     )
 
-    async def rotate(old: str, new: str, at: datetime) -> dict[str, Any] | None:
-        return await sessions.rotate_session(
-            db,
+    async def rotate(old: str, new: str, at: datetime) -> Session | None:
+        return await sessions.rotate(
             session_id=sid,
             old_token_id=old,
             new_token_id=new,
@@ -274,15 +274,15 @@ async def test_a_rotation_never_moves_the_token_past_the_sessions_end_nor_works_
 
     first = await rotate("t0", "t1", NOW + timedelta(days=1))
     assert first is not None
-    assert (first["expires_at"], first["ends_at"]) == (NOW + timedelta(days=8), ends_at)
+    assert (first.expires_at, first.ends_at) == (NOW + timedelta(days=8), ends_at)
     second = await rotate("t1", "t2", NOW + timedelta(days=6))
     assert second is not None
-    assert (second["expires_at"], second["ends_at"]) == (ends_at, ends_at)  # cut to the end
+    assert (second.expires_at, second.ends_at) == (ends_at, ends_at)  # cut to the end
     assert await rotate("t2", "t3", ends_at) is None  # the end itself is past
-    row = await sessions.get_session(db, session_id=sid)
+    row = await sessions.get(sid)
     assert row is not None
-    assert row["token_id"] == "t2"
-    listed = await sessions.list_sessions(db, user_id=owner["id"], now=ends_at)
+    assert row.token_id == "t2"
+    listed = await sessions.live(owner["id"], now=ends_at)
     assert listed == []
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,10 +18,13 @@ from bastion.security import (
     InvalidToken,
     OriginPolicy,
     PasswordHasher,
+    RefreshSessions,
+    RevocationState,
     SecurityEventLog,
     Store,
     TokenCodec,
     VerifiedTokenCache,
+    flag_key,
     revocation_flag,
 )
 from bastion.usecases.accounts import Accounts
@@ -34,7 +36,6 @@ __all__ = [
     "AdminUser",
     "CurrentUser",
     "Principal",
-    "RevocationState",
     "Services",
     "accounts",
     "revoked_flag",
@@ -43,46 +44,43 @@ __all__ = [
 SID_HINT_KEY = "bastion.sid_hint"
 
 
-class RevocationState:
-    """Whether this process may take a missing revocation flag to mean "not revoked".
-
-    False until the first sync of the flags from the database, and again from the
-    moment a flag may be missing (a write failed, the store was unreachable) until the
-    next sync (``bastion.api.sessions``); meanwhile sessions are read from the database.
-    ``checked_at`` (``time.monotonic()``) is when a sync last confirmed the flags.
-    """
-
-    __slots__ = ("checked_at", "losses", "synced")
-
-    def __init__(self) -> None:
-        self.synced = False
-        self.losses = 0
-        self.checked_at = time.monotonic()
-
-    def lost(self) -> None:
-        """A flag may be missing from the store: trust none until the next sync."""
-        self.synced = False
-        self.losses += 1
-
-
 @dataclass(slots=True)
 class Services:
     settings: Settings
     db: Database
     store: Store
     hasher: PasswordHasher
-    access: TokenCodec
-    refresh: TokenCodec
+    sessions: RefreshSessions
     events: SecurityEventLog
     device: TokenCodec
     guard: AttemptGuard
     catalogue_pages: PageCache = field(default_factory=PageCache)
     verified: VerifiedTokenCache = field(default_factory=VerifiedTokenCache)
-    revocations: RevocationState = field(default_factory=RevocationState)
     returning: ReturningLogins = field(default_factory=ReturningLogins)
     origins: OriginPolicy = field(default_factory=OriginPolicy)
     metrics: Metrics | None = None  # None when metrics are off (BASTION_METRICS_ADDRESS)
     draining: bool = False  # told to stop (SIGTERM): /readyz answers 503
+
+    # The token codecs belong to the sessions; swapping one here swaps it there.
+    @property
+    def access(self) -> TokenCodec:
+        return self.sessions.access
+
+    @access.setter
+    def access(self, codec: TokenCodec) -> None:
+        self.sessions.access = codec
+
+    @property
+    def refresh(self) -> TokenCodec:
+        return self.sessions.refresh
+
+    @refresh.setter
+    def refresh(self, codec: TokenCodec) -> None:
+        self.sessions.refresh = codec
+
+    @property
+    def revocations(self) -> RevocationState:
+        return self.sessions.revocations
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +104,6 @@ def accounts(services: Services) -> Accounts:
     return Accounts(
         db=services.db, hasher=services.hasher, guard=services.guard, events=services.events
     )
-
-
-def revoked_key(session_id: str) -> str:
-    return f"revoked:{session_id}"
 
 
 def _bearer(request: Request) -> str | None:
@@ -141,7 +135,7 @@ def revoked_flag(scope: Any) -> str | None:
             sid = payload.get("sid") if isinstance(payload, dict) else None
             if isinstance(sid, str) and len(sid) <= 64:
                 scope[SID_HINT_KEY] = sid
-                return revoked_key(sid)
+                return flag_key(sid)
             return None
     return None
 
@@ -166,39 +160,16 @@ async def current_user(request: Request, services: Svc) -> Principal:
     scope = request.scope
     flagged = revocation_flag(scope)
     if scope.get(SID_HINT_KEY) == sid and flagged is not None:
-        # Looked up by the limiter in its own round trip: no extra one here. A raised
-        # flag is always right; a missing one only while the flags are known in sync.
-        revoked = flagged or (
-            not services.revocations.synced and await _session_ended(services, sid)
-        )
+        # Looked up by the limiter in its own round trip: no extra one here.
+        revoked = await services.sessions.revoked_given(sid, flagged=flagged)
     else:  # the limiter did not look it up (store down, or not under its prefix)
-        revoked = await _revoked_slow(services, sid)
+        revoked = await services.sessions.revoked(sid)
     if revoked:
         services.events.emit(
             "auth.token.rejected", scope, user_id=claims["sub"], reason="session revoked"
         )
         raise InvalidToken("session revoked")
     return Principal(user_id=claims["sub"], session_id=sid, token=claims)
-
-
-async def _revoked_slow(services: Services, sid: str) -> bool:
-    from bastion.security import StoreUnavailable
-
-    try:
-        if await services.store.has_flag(revoked_key(sid)):
-            return True
-    except StoreUnavailable:
-        # Fail closed on the durable record rather than trust a token blindly.
-        return await _session_ended(services, sid)
-    return not services.revocations.synced and await _session_ended(services, sid)
-
-
-async def _session_ended(services: Services, sid: str) -> bool:
-    """The database's answer: the session is gone or revoked."""
-    from bastion.db import sessions
-
-    row = await sessions.get_session(services.db, session_id=sid)
-    return row is None or row["revoked_at"] is not None
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

@@ -14,7 +14,6 @@ from bastion.api.deps import AdminUser, Svc
 from bastion.api.errors import ApiError, json_response
 from bastion.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from bastion.api.schemas import AdminUserOut, Page, user_out
-from bastion.api.sessions import end_sessions
 from bastion.db import events, users
 from bastion.store import StoreUnavailable
 
@@ -74,9 +73,7 @@ async def end_user_sessions(
     row = await users.get_user(services.db, user_id=str(user_id))
     if row is None:
         raise ApiError(404, "No such user.")
-    ended = await end_sessions(
-        services, user_id=row["id"], reason=f"ended by admin {admin.user_id}"
-    )
+    ended = await services.sessions.end_all(row["id"], reason=f"ended by admin {admin.user_id}")
     services.events.emit(
         "auth.session.ended",
         request.scope,

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -23,19 +24,14 @@ from bastion.api.schemas import (
     normalise_email,
     user_out,
 )
-from bastion.api.sessions import (
-    SESSION_ENDED,
-    Issued,
-    end_session,
-    end_sessions,
-    session_clock,
-    unix,
-)
-from bastion.db import IntegrityConflict, sessions, users
+from bastion.db import IntegrityConflict, users
 from bastion.security import (
     ExpiredToken,
     InvalidCredentials,
     InvalidToken,
+    IssuedTokens,
+    RefreshRefused,
+    RefreshReused,
     StoreUnavailable,
     client_ip,
 )
@@ -71,6 +67,9 @@ def _account_digest(email: str) -> str:
 
 def _set_refresh_cookie(response: Response, token: str, max_age: int) -> None:
     response.headers.append("set-cookie", _refresh_cookie(token, max_age))
+
+
+Issued = tuple[str, dict[str, Any]]  # a token and its claims
 
 
 def _tokens(access: Issued, refresh: Issued) -> Response:
@@ -182,8 +181,8 @@ async def _end_replaced_session(services: Services, request: Request) -> None:
         claims = services.refresh.verify(token)
     except InvalidToken:
         return
-    if isinstance(claims.get("sid"), str) and await end_session(
-        services, user_id=claims["sub"], session_id=claims["sid"], reason="replaced by a login"
+    if isinstance(claims.get("sid"), str) and await services.sessions.end(
+        claims["sid"], user_id=claims["sub"], reason="replaced by a login"
     ):
         _session_ended(services, request, claims["sub"], "replaced by a login")
 
@@ -195,13 +194,16 @@ def _session_ended(services: Services, request: Request, user_id: str, how: str)
 async def services_start(
     services: Services, request: Request, user_id: str
 ) -> tuple[Issued, Issued]:
-    from bastion.api.sessions import start_session
+    issued = await services.sessions.start(
+        user_id, user_agent=request.headers.get("user-agent", ""), ip=client_ip(request.scope)
+    )
+    return _pairs(issued)
 
-    return await start_session(
-        services,
-        user_id=user_id,
-        user_agent=request.headers.get("user-agent", ""),
-        ip=client_ip(request.scope),
+
+def _pairs(issued: IssuedTokens) -> tuple[Issued, Issued]:
+    return (issued.access_token, issued.access_claims), (
+        issued.refresh_token,
+        issued.refresh_claims,
     )
 
 
@@ -248,61 +250,28 @@ async def refresh(request: Request, services: Svc) -> Response:
     except StoreUnavailable:
         raise store_down() from None
     try:
-        claims = services.refresh.verify(token)
+        issued = await services.sessions.rotate(token, ip=client_ip(request.scope))
     except ExpiredToken as exc:
-        reason = await _why_expired(services, exc)
-        raise _refresh_refused(services, request, reason, exc.claims["sub"]) from None
+        raise _refresh_refused(services, request, exc.reason, exc.claims["sub"]) from None
+    except RefreshReused as exc:
+        # A token we signed, for a real session, that is no longer current: its family
+        # is ended; so is every other session of the user, who is flagged for review.
+        await services.sessions.end_all(exc.user_id, reason=exc.reason)
+        await users.set_flagged(services.db, user_id=exc.user_id, flagged=True)
+        services.events.emit(
+            "auth.refresh.reuse_detected",
+            request.scope,
+            user_id=exc.user_id,
+            reason=f"session {exc.session_id}",
+        )
+        raise _refresh_refused(
+            services, request, "refresh token not current", exc.user_id
+        ) from None
+    except RefreshRefused as exc:
+        raise _refresh_refused(services, request, exc.reason, exc.user_id) from None
     except InvalidToken as exc:
         raise _refresh_refused(services, request, exc.reason) from None
-    sid = claims.get("sid")
-    if not isinstance(sid, str):
-        raise _refresh_refused(services, request, "refresh token names no session")
-    now = session_clock(services)
-    jti = uuid.uuid4().hex  # recorded first; the token is issued once the row says when
-    rotated = await sessions.rotate_session(
-        services.db,
-        session_id=sid,
-        old_token_id=claims["jti"],
-        new_token_id=jti,
-        now=now,
-        expires_at=now + timedelta(seconds=services.settings.refresh_ttl),
-        ip=client_ip(request.scope),
-    )
-    if rotated is None:
-        row = await sessions.get_session(services.db, session_id=sid)
-        mine = row is not None and row["user_id"] == claims["sub"]
-        if mine and row is not None and row["token_id"] != claims["jti"]:
-            # A token we signed, for a real session, that is no longer current: reuse.
-            await end_sessions(services, user_id=row["user_id"], reason="refresh token reuse")
-            await users.set_flagged(services.db, user_id=row["user_id"], flagged=True)
-            services.events.emit(
-                "auth.refresh.reuse_detected",
-                request.scope,
-                user_id=row["user_id"],
-                reason=f"session {sid}",
-            )
-        elif mine and row is not None and row["revoked_at"] is None and row["ends_at"] <= now:
-            raise _refresh_refused(services, request, SESSION_ENDED, claims["sub"])
-        raise _refresh_refused(services, request, "refresh token not current", claims["sub"])
-    # The new tokens live their usual time, or until the session's end if that is sooner.
-    end = unix(rotated["ends_at"])
-    refresh_token = services.refresh.issue(
-        claims["sub"], claims={"sid": sid}, not_after=end, jti=jti
-    )
-    access = services.access.issue(claims["sub"], claims={"sid": sid}, not_after=end)
-    return _tokens(access, refresh_token)
-
-
-async def _why_expired(services: Services, exc: ExpiredToken) -> str:
-    """The event's reason for an authentic refresh token past its ``exp``: the end of
-    its session's lifetime (tokens are cut to it), or plain expiry (not refreshed
-    within the refresh TTL)."""
-    sid = exc.claims.get("sid")
-    if isinstance(sid, str):
-        row = await sessions.get_session(services.db, session_id=sid)
-        if row is not None and row["ends_at"] <= session_clock(services):
-            return SESSION_ENDED
-    return exc.reason
+    return _tokens(*_pairs(issued))
 
 
 @router.post("/logout", status_code=204, responses=problem_responses(403))
@@ -317,9 +286,7 @@ async def logout(request: Request, services: Svc) -> Response:
         if (
             claims is not None
             and isinstance(claims.get("sid"), str)
-            and await end_session(
-                services, user_id=claims["sub"], session_id=claims["sid"], reason="logout"
-            )
+            and await services.sessions.end(claims["sid"], user_id=claims["sub"], reason="logout")
         ):
             _session_ended(services, request, claims["sub"], "logout")
     return _clear(Response(status_code=204, headers=NO_STORE))
@@ -328,8 +295,8 @@ async def logout(request: Request, services: Svc) -> Response:
 async def _require_recent_login(services: Services, user: Principal) -> None:
     """403 unless the caller's session was started by a login (a password checked) in
     the last :data:`REAUTH_WINDOW` seconds; refreshes do not count."""
-    row = await sessions.get_session(services.db, session_id=user.session_id)
-    age = datetime.now(UTC) - row["created_at"] if row is not None else None
+    row = await services.sessions.store.get(user.session_id)
+    age = datetime.now(UTC) - row.created_at if row is not None else None
     if age is None or age > timedelta(seconds=REAUTH_WINDOW):
         raise ApiError(
             403,
@@ -341,26 +308,24 @@ async def _require_recent_login(services: Services, user: Principal) -> None:
 @router.post("/logout-all", status_code=204, responses=problem_responses(403))
 async def logout_all(request: Request, user: CurrentUser, services: Svc) -> Response:
     await _require_recent_login(services, user)
-    ended = await end_sessions(services, user_id=user.user_id, reason="logout-all")
+    ended = await services.sessions.end_all(user.user_id, reason="logout-all")
     _session_ended(services, request, user.user_id, f"logout-all: {ended} session(s)")
     return _clear(Response(status_code=204, headers=NO_STORE))
 
 
 @router.get("/sessions", response_model=Page[SessionOut])
 async def list_sessions(user: CurrentUser, services: Svc) -> Response:
-    now = session_clock(services)
-    rows = await sessions.list_sessions(services.db, user_id=user.user_id, now=now)
     items = [
         {
-            "id": r["id"],
-            "createdAt": r["created_at"].isoformat().replace("+00:00", "Z"),
-            "lastUsedAt": r["last_used_at"].isoformat().replace("+00:00", "Z"),
-            "expiresAt": r["ends_at"].isoformat().replace("+00:00", "Z"),
-            "userAgent": r["user_agent"],
-            "ip": r["ip"],
-            "current": r["id"] == user.session_id,
+            "id": r.id,
+            "createdAt": r.created_at.isoformat().replace("+00:00", "Z"),
+            "lastUsedAt": r.last_used_at.isoformat().replace("+00:00", "Z"),
+            "expiresAt": r.ends_at.isoformat().replace("+00:00", "Z"),
+            "userAgent": r.user_agent,
+            "ip": r.ip,
+            "current": r.id == user.session_id,
         }
-        for r in rows
+        for r in await services.sessions.list(user.user_id)
     ]
     return json_response({"items": items, "nextCursor": None}, headers=NO_STORE)
 
@@ -372,11 +337,9 @@ async def delete_session(
     sid = str(session_id)
     if sid != user.session_id:  # ending one's own session is a logout
         await _require_recent_login(services, user)
-    if not await end_session(
-        services, user_id=user.user_id, session_id=sid, reason="deleted by user"
-    ):
-        row = await sessions.get_session(services.db, session_id=sid)
-        if row is not None and row["user_id"] != user.user_id:
+    if not await services.sessions.end(sid, user_id=user.user_id, reason="deleted by user"):
+        row = await services.sessions.store.get(sid)
+        if row is not None and row.user_id != user.user_id:
             services.events.emit(
                 "authz.denied", request.scope, user_id=user.user_id, reason="another user's session"
             )
