@@ -1,6 +1,7 @@
 # The verbs people use. Every target installs what it needs first (uv, then the locked
 # environment in .venv), so `make serve` and `make test` work on a fresh machine with
-# only Python 3.11+.
+# only Python 3.11+. The environment holds the service, every extra of the layer
+# (`--all-extras`), the examples' frameworks and the dev tools.
 
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
@@ -16,7 +17,7 @@ $(UV):
 	.tools/bin/pip install --quiet uv
 
 .venv/bin/bastion: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-extras
 	@touch .venv/bin/bastion
 
 install: .venv/bin/bastion
