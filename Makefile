@@ -29,10 +29,11 @@ test: install
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 lint: install
-	.venv/bin/ruff check src tests bench scripts
-	.venv/bin/ruff format --check src tests bench scripts
+	.venv/bin/ruff check src tests bench scripts examples
+	.venv/bin/ruff format --check src tests bench scripts examples
 	.venv/bin/mypy
 	.venv/bin/mypy --strict scripts
+	.venv/bin/mypy --strict examples
 	.venv/bin/bandit -q -c pyproject.toml -r src
 
 # pip-audit over uv.lock: fails on a known vulnerability (audit-allowlist.txt accepts one
