@@ -69,6 +69,9 @@ class AppError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """What the example apps read from the environment (:meth:`from_env`); tests build
+    their own. The rates and the hasher's cost are the layer's recommended ones."""
+
     secret: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
     store_url: str | None = None
     sessions_url: str | None = None

@@ -52,6 +52,7 @@ class Tokens(BaseModel):
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """The app; settings from the environment unless given (tests pass their own)."""
     settings = settings or Settings.from_env()
     accounts = Accounts(settings, store)
 

@@ -54,6 +54,7 @@ def _ip(request: Request[Any, Any, Any]) -> str:
 def create_app(
     settings: Settings | None = None, *, store: Store | None = None
 ) -> SecurityHeadersMiddleware:
+    """The app; settings from the environment unless given (tests pass their own)."""
     settings = settings or Settings.from_env()
     accounts = Accounts(settings, store)
 

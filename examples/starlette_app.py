@@ -51,6 +51,7 @@ def _field(body: dict[str, Any], name: str) -> str:
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> Starlette:
+    """The app; settings from the environment unless given (tests pass their own)."""
     settings = settings or Settings.from_env()
     accounts = Accounts(settings, store)
 
