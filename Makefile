@@ -1,6 +1,7 @@
 # The verbs people use. Every target installs what it needs first (uv, then the locked
 # environment in .venv), so `make serve` and `make test` work on a fresh machine with
-# only Python 3.11+.
+# only Python 3.11+. The environment holds the service, every extra of the layer
+# (`--all-extras`), the examples' frameworks and the dev tools.
 
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
@@ -16,7 +17,7 @@ $(UV):
 	.tools/bin/pip install --quiet uv
 
 .venv/bin/bastion: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-extras
 	@touch .venv/bin/bastion
 
 install: .venv/bin/bastion
@@ -28,10 +29,11 @@ test: install
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 lint: install
-	.venv/bin/ruff check src tests bench scripts
-	.venv/bin/ruff format --check src tests bench scripts
+	.venv/bin/ruff check src tests bench scripts examples
+	.venv/bin/ruff format --check src tests bench scripts examples
 	.venv/bin/mypy
 	.venv/bin/mypy --strict scripts
+	.venv/bin/mypy --strict examples
 	.venv/bin/bandit -q -c pyproject.toml -r src
 
 # pip-audit over uv.lock: fails on a known vulnerability (audit-allowlist.txt accepts one
