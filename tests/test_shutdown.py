@@ -52,6 +52,10 @@ def test_sigterm_turns_readyz_503_and_lets_every_request_in_flight_finish(tmp_pa
             "BASTION_ARGON2_TIME_COST": "2",
             "BASTION_HASH_CONCURRENCY": "1",
             "BASTION_HASH_QUEUE": str(IN_FLIGHT),
+            # The logins queue for one hasher slot: the last of them can wait longer
+            # than the hasher's default bound (5 s) and would get its 503 from the
+            # hasher, not from the shutdown under test.
+            "BASTION_HASH_MAX_WAIT": "60",
             "BASTION_RATE_LIMIT_GLOBAL": "100000/hour",
             "BASTION_RATE_LIMIT_AUTH": "100000/hour",
             "BASTION_LOCKOUT": "100000/hour",
