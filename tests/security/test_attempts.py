@@ -128,10 +128,14 @@ async def test_fail_keeps_the_slots_without_an_exception(store: Store) -> None:
 
 async def test_fail_then_an_exception_is_still_a_failure(store: Store) -> None:
     guard = guard_on(store, per_ip=1, per_account=10)
-    with pytest.raises(ValueError, match="taken"):
+
+    async def register_taken_email() -> None:
         async with guard.attempt(ip=IP) as attempt:
             attempt.fail("email taken")
             raise ValueError("email taken")
+
+    with pytest.raises(ValueError, match="taken"):
+        await register_taken_email()
     assert await wrong_guess(guard) == "refused"
 
 
