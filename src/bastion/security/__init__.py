@@ -300,9 +300,31 @@ def __getattr__(name: str) -> Any:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
+    try:
+        value = getattr(importlib.import_module(where), name)
+    except ImportError as exc:
+        if name != "RedisStore":
+            raise
+        value = _missing_redis(exc)
     globals()[name] = value
     return value
+
+
+def _missing_redis(cause: ImportError) -> Any:
+    """A stand-in for ``RedisStore`` when ``redis`` is not installed: the star import
+    works, and using it says what to install."""
+
+    class RedisStore:
+        """The Redis store, unavailable: the ``redis`` package is not installed."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise ImportError("RedisStore needs the redis package (pip install redis)") from cause
+
+        @classmethod
+        def from_url(cls, *args: Any, **kwargs: Any) -> Any:
+            return cls(*args, **kwargs)
+
+    return RedisStore
 
 
 def __dir__() -> list[str]:

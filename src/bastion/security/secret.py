@@ -9,6 +9,10 @@ __all__ = ["Secret"]
 
 
 class Secret:
+    """A key or password held so that it never leaks by accident: its ``repr`` and
+    ``str`` show no part of it (a log line, a traceback or a debugger print), and it
+    compares in constant time. :meth:`reveal` is the one way to the raw bytes."""
+
     __slots__ = ("_value",)
 
     def __init__(self, value: str | bytes) -> None:

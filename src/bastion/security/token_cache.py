@@ -17,6 +17,10 @@ __all__ = ["VerifiedTokenCache"]
 
 
 class VerifiedTokenCache:
+    """Claims of tokens that already verified, bounded in size and checked for expiry
+    on every use, so that a client's requests with one token cost one verification;
+    a token that failed is never remembered, so a forged one is checked every time."""
+
     __slots__ = ("_clock", "_entries", "max_entries")
 
     def __init__(self, *, max_entries: int = 4096, clock: Callable[[], float] = time.time) -> None:
