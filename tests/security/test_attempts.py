@@ -104,6 +104,19 @@ async def test_a_success_gives_its_slots_back(store: Store) -> None:
     assert heard(guard)[0] == ("succeeded", "judged")
 
 
+async def test_succeed_gives_the_slots_back_once_beside_the_callers_next_work(
+    store: Store,
+) -> None:
+    guard = guard_on(store, per_ip=3, per_account=3)
+    for _ in range(10):  # far more successes than either budget
+        async with guard.attempt(ip=IP, account=ACCOUNT) as attempt:
+            given_back = attempt.succeed()
+            assert attempt.succeed() is given_back  # judged once, settled once
+        await given_back
+    assert heard(guard) == [("succeeded", "judged")] * 10
+    assert [await wrong_guess(guard) for _ in range(4)] == ["failed"] * 3 + ["refused"]
+
+
 async def test_an_attempt_never_judged_gives_its_slots_back(store: Store) -> None:
     guard = guard_on(store, per_ip=2, per_account=2)
     for _ in range(5):

@@ -18,6 +18,7 @@ atomic operation on Redis Cluster too.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 from collections.abc import AsyncIterator
@@ -126,11 +127,14 @@ class AttemptGuard:
             attempt.fail(exc.reason)
             raise
         except Exception:
-            if attempt.failure is None:
+            if attempt._settling is not None:
+                await attempt._settling
+            elif attempt.failure is None:
                 await attempt._give_back()
             raise
         else:
-            if attempt.failure is None:
+            # After :meth:`Attempt.succeed` the caller awaits the settling itself.
+            if attempt.failure is None and attempt._settling is None:
                 attempt.judged = True
                 await attempt._give_back()
         finally:
@@ -223,6 +227,7 @@ class Attempt:
 
     __slots__ = (
         "_guard",
+        "_settling",
         "account",
         "device",
         "failure",
@@ -245,6 +250,7 @@ class Attempt:
         self.failure: str | None = None
         self.judged = False
         self.user: str | None = None
+        self._settling: asyncio.Task[None] | None = None
 
     def fail(self, reason: str) -> None:
         """Judge the attempt a failure without raising (a weak password at
@@ -252,6 +258,16 @@ class Attempt:
         if self.failure is None:
             self.failure = reason
         self.judged = True
+
+    def succeed(self) -> asyncio.Task[None]:
+        """Judge the attempt a success now, inside the block, and start giving its
+        slots back: what the caller does next (write the session, say) runs beside
+        that store round trip instead of after it. The block's end then leaves the
+        settling to the task returned, which the caller awaits before it answers."""
+        if self._settling is None:
+            self.judged = True
+            self._settling = asyncio.ensure_future(self._give_back())
+        return self._settling
 
     @property
     def locked(self) -> bool:

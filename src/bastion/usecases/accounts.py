@@ -119,14 +119,19 @@ class Accounts:
                 await self.hasher.verify(
                     row["password_hash"] if row else None, password, trusted=trusted, place=place
                 )
-        if row is None:  # unreachable: verify() raises for unknown accounts
-            raise InvalidCredentials("unknown account")
-        if self.hasher.needs_rehash(row["password_hash"]):
-            new_hash = await self.hasher.hash(password)
-            await users.update_password_hash(
-                self.db, user_id=row["id"], password_hash=new_hash, now=None
-            )
-        session = await start(row["id"])
+                if row is None:  # unreachable: verify() raises for unknown accounts
+                    raise InvalidCredentials("unknown account")
+                # The slots go back while the session is written: one round, not two.
+                given_back = attempt.succeed()
+        try:
+            if self.hasher.needs_rehash(row["password_hash"]):
+                new_hash = await self.hasher.hash(password)
+                await users.update_password_hash(
+                    self.db, user_id=row["id"], password_hash=new_hash, now=None
+                )
+            session = await start(row["id"])
+        finally:
+            await given_back
         self.events.emit("auth.login.succeeded", scope, user_id=row["id"])
         return row, session
 
