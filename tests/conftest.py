@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -460,3 +461,17 @@ async def clients() -> AsyncIterator[Clients]:
     yield make
     for client in opened:
         await client.aclose()
+
+
+class Clock:
+    """A clock the test moves: real time at first, then ``advance``d (a token codec's
+    or the sessions' ``clock``, moved instead of slept through)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,23 +28,10 @@ from tests.auth.conftest import (
     refresh_cookie_of,
     set_cookies,
 )
-from tests.conftest import Client, StartApp, client_for
+from tests.conftest import Client, Clock, StartApp, client_for
 
 DAY = 86400
 LIFETIME = {"session_max_age": "3d", "refresh_ttl": "1d"}
-
-
-class Clock:
-    """A clock the test moves: real time at first, then ``advance``d."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 def install_clock(app: BastionApp) -> Clock:

@@ -29,23 +29,10 @@ from bastion.security.secret import Secret
 from bastion.security.sessions import SESSION_ENDED, SYNC_MARKER, flag_key
 from bastion.security.tokens import TokenCodec, TokenConfig
 from bastion.store import MemoryStore, Store, StoreUnavailable, open_store
-from tests.conftest import flush_redis
+from tests.conftest import Clock, flush_redis
 
 DAY = 86400
 SYNC = 0.1  # the sync interval of these tests, in seconds
-
-
-class Clock:
-    """The sessions' clock (the refresh codec's), moved by tests instead of slept through."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
