@@ -8,7 +8,6 @@ from starlette.responses import Response
 from bastion.api.deps import CurrentUser, Svc, accounts
 from bastion.api.errors import ApiError, json_response, store_down
 from bastion.api.schemas import ChangePassword, UpdateMe, UserOut, user_out
-from bastion.api.sessions import end_sessions
 from bastion.db import users
 from bastion.security import InvalidCredentials, StoreUnavailable, client_ip
 from bastion.usecases.accounts import WeakPassword
@@ -37,8 +36,8 @@ async def change_password(
     body: ChangePassword, request: Request, user: CurrentUser, services: Svc
 ) -> Response:
     async def end_other_sessions() -> int:
-        return await end_sessions(
-            services, user_id=user.user_id, reason="password changed", keep=user.session_id
+        return await services.sessions.end_all(
+            user.user_id, reason="password changed", keep=user.session_id
         )
 
     try:
