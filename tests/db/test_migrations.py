@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 
@@ -48,11 +51,56 @@ async def test_migrating_twice_is_a_no_op(fresh_db: Database) -> None:
     assert await fresh_db.fetchrow("SELECT code FROM promo_codes WHERE code = 'KEEP-ME'")
 
 
+class _Slow:
+    """A starter whose event loop is busy after each commit (a loaded worker): the
+    database it is given, with a pause after every transaction."""
+
+    def __init__(self, db: Database, pause: float) -> None:
+        self._db = db
+        self._pause = pause
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        async with self._db.transaction() as conn:
+            yield conn
+        await asyncio.sleep(self._pause)
+
+
 async def test_concurrent_migrations_apply_each_step_once(fresh_db: Database) -> None:
-    results = await asyncio.gather(*(migrate(fresh_db) for _ in range(4)))
-    assert sorted(len(r) for r in results) == [0, 0, 0, len(MIGRATIONS)]
+    """One starter applies every step while the others wait and find nothing to do. The
+    first starter is slow to come back after each commit, and three more come in while
+    it is between two transactions: with a lock per step, they would take the steps it
+    had not reached yet."""
+
+    async def prompt() -> list[migrations_module.Migration]:
+        await asyncio.sleep(0.15)
+        return await migrate(fresh_db)
+
+    slow = migrate(cast(Database, _Slow(fresh_db, pause=0.1)))
+    results = await asyncio.gather(slow, *(prompt() for _ in range(3)))
+    assert [len(r) for r in results] == [len(MIGRATIONS), 0, 0, 0]
     versions = await fresh_db.fetch("SELECT version FROM schema_migrations")
     assert len(versions) == len(MIGRATIONS)
+
+
+async def test_a_step_that_fails_leaves_the_schema_as_it_was(
+    fresh_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All or nothing: the steps before a failing one are undone with it, so a restart
+    after the fix starts from a known schema, never a half-migrated one."""
+    broken = migrations_module.Migration(
+        len(MIGRATIONS) + 1, "broken", postgresql=("SELECT * FROM no_such_table",),
+        sqlite=("SELECT * FROM no_such_table",),
+    )  # fmt: skip
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", (*MIGRATIONS, broken))
+    with pytest.raises(Exception, match="no_such_table"):
+        await migrate(fresh_db)
+    assert "users" not in await _tables(fresh_db)
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", MIGRATIONS)
+    assert await migrate(fresh_db) == list(MIGRATIONS)
 
 
 async def test_sessions_from_before_the_absolute_lifetime_end_30_days_after_their_login(

@@ -1,9 +1,9 @@
-"""Schema migrations: numbered steps, applied in order, each in its own transaction.
+"""Schema migrations: numbered steps, applied in order, all pending ones in one transaction.
 
 Each step has a PostgreSQL and a SQLite form of its DDL (types differ: ``uuid`` and
 ``timestamptz`` against ``TEXT``); the queries that read and write the tables are
 shared. Concurrent starters serialise on an advisory lock (PostgreSQL) or on SQLite's
-single writer, so two workers never apply a step twice.
+single writer, so one worker applies the pending steps and no step is applied twice.
 """
 
 from __future__ import annotations
@@ -178,16 +178,23 @@ async def pending(db: Database) -> list[Migration]:
 
 
 async def migrate(db: Database) -> list[Migration]:
-    """Apply every pending step; returns the steps this call applied."""
-    applied: list[Migration] = []
-    for step in await pending(db):
-        async with db.transaction() as conn:
-            if db.dialect == "postgresql":
-                await conn.execute(_LOCK)
-            if await conn.fetchrow(
-                "SELECT 1 AS done FROM schema_migrations WHERE version = $1", step.version
-            ):
-                continue  # another process got there first
+    """Apply every pending step; returns the steps this call applied.
+
+    The pending steps run in one transaction, under the lock from first to last: one
+    starter applies them all while the others wait and then find nothing to do (a lock
+    per step would let starters take turns, and one that saw a step applied could race
+    the first to the next). It is also all or nothing: a step that fails leaves the
+    schema as it was, never half-migrated. Both engines' DDL is transactional, and an
+    advisory transaction lock holds on one server connection behind PgBouncer's
+    transaction pooling, where a session lock would not.
+    """
+    async with db.transaction() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute(_LOCK)
+        await conn.execute(_VERSIONS)
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        steps = [m for m in MIGRATIONS if m.version not in done]
+        for step in steps:
             for statement in step.postgresql if db.dialect == "postgresql" else step.sqlite:
                 await conn.execute(statement)
             await conn.execute(
@@ -196,5 +203,4 @@ async def migrate(db: Database) -> list[Migration]:
                 step.name,
                 datetime.now(UTC).isoformat(),
             )
-        applied.append(step)
-    return applied
+    return steps
