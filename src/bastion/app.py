@@ -206,6 +206,11 @@ def build_services(
         ),
         origins=OriginPolicy(settings.public_origin, loopback=not settings.production),
         metrics=metrics,
+        mfa_keys=(
+            tuple(_secret_list(settings.mfa_secret, settings.mfa_secret_previous))
+            if settings.mfa_secret is not None
+            else ()
+        ),
     )
 
 

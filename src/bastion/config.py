@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     refresh_secret: SecretStr | None = None
     access_secret_previous: SecretStr | None = None
     refresh_secret_previous: SecretStr | None = None
+    # The key behind second factors: it seals TOTP secrets at rest, keys the digests of
+    # recovery codes and signs login challenges (each use under its own derived key).
+    # The previous one still opens what it sealed, for a rotation.
+    mfa_secret: SecretStr | None = None
+    mfa_secret_previous: SecretStr | None = None
     token_issuer: str = Field("bastion", min_length=1)
     token_audience: str = Field("bastion", min_length=1)
     access_ttl: DurationSetting = 15 * 60
@@ -174,16 +179,22 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_production(self) -> Settings:
         if self.production:
-            for name in ("access_secret", "refresh_secret"):
+            for name in ("access_secret", "refresh_secret", "mfa_secret"):
                 value: SecretStr | None = getattr(self, name)
+                if value is None and name == "mfa_secret":
+                    continue  # second factors are off: enrolment and their logins get 503
                 if value is None:
                     raise ValueError(f"BASTION_{name.upper()} is required in production")
                 if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
                     raise ValueError(
                         f"BASTION_{name.upper()} must be at least {MIN_SECRET_BYTES} bytes"
                     )
-            if self.access_secret == self.refresh_secret:
-                raise ValueError("BASTION_ACCESS_SECRET and BASTION_REFRESH_SECRET must differ")
+            given = [s for s in (self.access_secret, self.refresh_secret, self.mfa_secret) if s]
+            if len(set(given)) < len(given):
+                raise ValueError(
+                    "BASTION_ACCESS_SECRET, BASTION_REFRESH_SECRET and BASTION_MFA_SECRET"
+                    " must differ"
+                )
         return self
 
     @model_validator(mode="after")
@@ -228,6 +239,9 @@ def _format(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+DEV_SECRETS = ("access", "refresh", "mfa")
+
+
 def _dev_secrets(var_dir: Path) -> dict[str, str]:
     """Secrets generated once for development and kept in a 0600 file under ``var/``."""
     var_dir.mkdir(parents=True, exist_ok=True)
@@ -248,11 +262,24 @@ def _dev_secrets(var_dir: Path) -> dict[str, str]:
             raise ConfigError(
                 f"{path} is damaged: delete it to generate new development secrets"
             ) from None
-        return {"access": data["access"], "refresh": data["refresh"]}
-    data = {"access": secrets.token_urlsafe(48), "refresh": secrets.token_urlsafe(48)}
+        if not (isinstance(data.get("mfa"), str) and data["mfa"]):
+            # A file from before second factors: its tokens stay valid, the key is added.
+            data["mfa"] = secrets.token_urlsafe(48)
+            _write_private(path, data)
+        return {k: data[k] for k in DEV_SECRETS}
+    data = {k: secrets.token_urlsafe(48) for k in DEV_SECRETS}
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
     return data
+
+
+def _write_private(path: Path, data: dict[str, str]) -> None:
+    """Replace ``path`` with ``data``, readable by its owner alone from the first byte."""
+    partial = path.with_suffix(".tmp")
+    partial.unlink(missing_ok=True)
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        json.dump(data, f)
+    partial.replace(path)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -264,14 +291,17 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_format(exc)) from None
-    if not settings.production and (
-        settings.access_secret is None or settings.refresh_secret is None
+    if not settings.production and None in (
+        settings.access_secret,
+        settings.refresh_secret,
+        settings.mfa_secret,
     ):
         generated = _dev_secrets(settings.var_dir)
         settings = settings.model_copy(
             update={
                 "access_secret": settings.access_secret or SecretStr(generated["access"]),
                 "refresh_secret": settings.refresh_secret or SecretStr(generated["refresh"]),
+                "mfa_secret": settings.mfa_secret or SecretStr(generated["mfa"]),
             }
         )
     return settings

@@ -248,10 +248,13 @@ async def test_the_sessions_list_shows_each_live_session_with_the_current_one_ma
         "Laptop/2",
         "192.0.2.8",
     )
-    fields = {"id", "createdAt", "lastUsedAt", "expiresAt", "userAgent", "ip", "current"}
+    fields = {
+        "id", "createdAt", "lastUsedAt", "expiresAt", "userAgent", "ip", "current", "authMethods",
+    }  # fmt: skip
     when = datetime.fromisoformat
     for item in items.values():
         assert set(item) == fields
+        assert item["authMethods"] == ["pwd"]  # a password alone
         # The absolute end: BASTION_SESSION_MAX_AGE (30 days) after the login, in the
         # whole seconds of a token's exp.
         lifetime = when(item["expiresAt"]) - when(item["createdAt"])

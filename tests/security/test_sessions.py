@@ -147,6 +147,16 @@ async def test_rotation_gives_new_tokens_and_the_old_one_is_refused(
     assert await sessions.list("user-1") == []  # the old token's reuse ended the session
 
 
+async def test_how_the_login_was_authenticated_is_kept_through_refreshes(
+    sessions: RefreshSessions,
+) -> None:
+    password_only = await sessions.start("user-1")
+    with_code = await sessions.start("user-1", amr=("pwd", "otp"))
+    await sessions.rotate(with_code.refresh_token)
+    stored = {s.id: s.amr for s in await sessions.list("user-1")}
+    assert stored == {password_only.session_id: ("pwd",), with_code.session_id: ("pwd", "otp")}
+
+
 async def test_twenty_concurrent_rotations_of_one_token_give_exactly_one_success(
     sessions: RefreshSessions,
 ) -> None:

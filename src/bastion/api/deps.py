@@ -20,6 +20,7 @@ from bastion.security import (
     PasswordHasher,
     RefreshSessions,
     RevocationState,
+    Secret,
     SecurityEventLog,
     Store,
     TokenCodec,
@@ -59,6 +60,9 @@ class Services:
     returning: ReturningLogins = field(default_factory=ReturningLogins)
     origins: OriginPolicy = field(default_factory=OriginPolicy)
     metrics: Metrics | None = None  # None when metrics are off (BASTION_METRICS_ADDRESS)
+    # BASTION_MFA_SECRET, then BASTION_MFA_SECRET_PREVIOUS: the keys second factors
+    # derive theirs from. Empty when unset in production: second factors answer 503.
+    mfa_keys: tuple[Secret, ...] = ()
     draining: bool = False  # told to stop (SIGTERM): /readyz answers 503
 
     # The token codecs belong to the sessions; swapping one here swaps it there.

@@ -197,6 +197,9 @@ class SessionOut(BaseModel):
     userAgent: str
     ip: str
     current: bool
+    # How the login behind the session was authenticated, in RFC 8176's names: ["pwd"],
+    # ["pwd", "otp"], ["pwd", "recovery"] or ["passkey"]. A refresh keeps it.
+    authMethods: list[str]
 
 
 def _ts(value: datetime) -> str:

@@ -136,6 +136,37 @@ _SESSION_ENDS_AT_SQLITE = (
     "UPDATE sessions SET expires_at = MIN(expires_at, ends_at)",
 )
 
+# Second factors: a TOTP secret per user (sealed: bastion.security.SecretBox), its
+# recovery codes (keyed digests, never the codes), passkeys (WebAuthn credentials), and
+# how each session's login was authenticated (RFC 8176 method names, space-separated).
+_SECOND_FACTORS = _both(
+    """CREATE TABLE totp_factors (
+        user_id {UUID} PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        secret_sealed TEXT NOT NULL,
+        confirmed_at {TS},
+        created_at {TS} NOT NULL
+    )""",
+    """CREATE TABLE recovery_codes (
+        user_id {UUID} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        code_digest TEXT NOT NULL,
+        used_at {TS},
+        created_at {TS} NOT NULL,
+        PRIMARY KEY (user_id, code_digest)
+    )""",
+    """CREATE TABLE passkeys (
+        id TEXT PRIMARY KEY,
+        user_id {UUID} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        public_key TEXT NOT NULL,
+        sign_count BIGINT NOT NULL DEFAULT 0,
+        transports TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL,
+        created_at {TS} NOT NULL,
+        last_used_at {TS}
+    )""",
+    "CREATE INDEX passkeys_by_user ON passkeys (user_id, created_at)",
+    "ALTER TABLE sessions ADD COLUMN amr TEXT NOT NULL DEFAULT 'pwd'",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", postgresql=_INITIAL[0], sqlite=_INITIAL[1]),
     Migration(
@@ -150,6 +181,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         postgresql=_SESSION_ENDS_AT_PG,
         sqlite=_SESSION_ENDS_AT_SQLITE,
     ),
+    Migration(4, "second factors", postgresql=_SECOND_FACTORS[0], sqlite=_SECOND_FACTORS[1]),
 )
 
 _VERSIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (

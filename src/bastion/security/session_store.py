@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -43,6 +44,10 @@ class Session:
     revoked_at: datetime | None
     user_agent: str
     ip: str
+    # How the login behind the session was authenticated (RFC 8176's names): ("pwd",)
+    # for a password alone, ("pwd", "otp") or ("pwd", "recovery") with a second factor,
+    # ("passkey",) for a passkey. Set when the session starts; a refresh keeps it.
+    amr: tuple[str, ...] = ("pwd",)
 
     def live(self, now: datetime) -> bool:
         """Not revoked, its token not expired, its absolute end not reached."""
@@ -64,6 +69,7 @@ class SessionStore(Protocol):
         ends_at: datetime,
         user_agent: str,
         ip: str,
+        amr: Sequence[str] = ("pwd",),
     ) -> None:
         """A new session; its token expires at ``expires_at`` or ``ends_at``, the sooner."""
         ...
@@ -123,6 +129,7 @@ class MemorySessionStore:
         ends_at: datetime,
         user_agent: str,
         ip: str,
+        amr: Sequence[str] = ("pwd",),
     ) -> None:
         if session_id in self._rows:
             raise ValueError("a session with this id exists already")
@@ -138,6 +145,7 @@ class MemorySessionStore:
             revoked_at=None,
             user_agent=user_agent[:USER_AGENT_MAX],
             ip=ip,
+            amr=tuple(amr),
         )
 
     async def rotate(
@@ -214,16 +222,16 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # The statements of bastion's own schema; ``{table}`` is the table's name.
 _STATEMENTS = {
     "insert": "INSERT INTO {table} (id, user_id, token_id, created_at, last_used_at, expires_at,"
-    " ends_at, user_agent, ip) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)",
+    " ends_at, user_agent, ip, amr) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)",
     "rotate": "UPDATE {table} SET token_id = $3, generation = generation + 1, last_used_at = $4,"
     " expires_at = CASE WHEN $5 < ends_at THEN $5 ELSE ends_at END, ip = $6"
     " WHERE id = $1 AND token_id = $2 AND revoked_at IS NULL AND expires_at > $4"
     " AND ends_at > $4 RETURNING id, user_id, token_id, generation, created_at, last_used_at,"
-    " expires_at, ends_at, revoked_at, user_agent, ip",
+    " expires_at, ends_at, revoked_at, user_agent, ip, amr",
     "get": "SELECT id, user_id, token_id, generation, created_at, last_used_at, expires_at,"
-    " ends_at, revoked_at, user_agent, ip FROM {table} WHERE id = $1",
+    " ends_at, revoked_at, user_agent, ip, amr FROM {table} WHERE id = $1",
     "live": "SELECT id, user_id, token_id, generation, created_at, last_used_at, expires_at,"
-    " ends_at, revoked_at, user_agent, ip FROM {table}"
+    " ends_at, revoked_at, user_agent, ip, amr FROM {table}"
     " WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND ends_at > $2"
     " ORDER BY created_at DESC, id DESC",
     "revoke": "UPDATE {table} SET revoked_at = $3, revoked_reason = $4"
@@ -245,7 +253,8 @@ _STATEMENTS = {
     " revoked_at {ts},"
     " revoked_reason TEXT,"
     " user_agent TEXT NOT NULL DEFAULT '',"
-    " ip TEXT NOT NULL DEFAULT '')",
+    " ip TEXT NOT NULL DEFAULT '',"
+    " amr TEXT NOT NULL DEFAULT 'pwd')",
     "index": "CREATE INDEX IF NOT EXISTS {table}_by_user ON {table} (user_id, created_at)",
 }
 
@@ -269,6 +278,7 @@ def _session(row: Any) -> Session:
         revoked_at=None if revoked is None else _moment(revoked),
         user_agent=row["user_agent"],
         ip=row["ip"],
+        amr=tuple(str(row["amr"]).split()),
     )
 
 
@@ -321,6 +331,7 @@ class SqlSessionStore:
         ends_at: datetime,
         user_agent: str,
         ip: str,
+        amr: Sequence[str] = ("pwd",),
     ) -> None:
         await self.connection.execute(
             self._sql["insert"],
@@ -332,6 +343,7 @@ class SqlSessionStore:
             ends_at,
             user_agent[:USER_AGENT_MAX],
             ip,
+            " ".join(amr),
         )
 
     async def rotate(

@@ -29,7 +29,7 @@ import builtins
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -203,10 +203,18 @@ class RefreshSessions:
 
     # -- the session's life ---------------------------------------------------------------
 
-    async def start(self, user_id: str, *, user_agent: str = "", ip: str = "") -> IssuedTokens:
+    async def start(
+        self,
+        user_id: str,
+        *,
+        user_agent: str = "",
+        ip: str = "",
+        amr: Sequence[str] = ("pwd",),
+    ) -> IssuedTokens:
         """A new session and its first tokens. It ends ``max_age`` from now, a deadline
         stored with it (a later change of the setting moves no session's end); no token
-        of it outlives that."""
+        of it outlives that. ``amr``: how its login was authenticated (RFC 8176's
+        method names, kept with the session: :attr:`Session.amr`)."""
         now = self.now()
         # Whole seconds, as a token's ``exp`` is: the row and the tokens name one end.
         ends_at = datetime.fromtimestamp(unix(now) + self.config.max_age, UTC)
@@ -223,6 +231,7 @@ class RefreshSessions:
             ends_at=ends_at,
             user_agent=user_agent,
             ip=ip,
+            amr=amr,
         )
         access, access_claims = self.access.issue(
             user_id, claims={"sid": session_id}, not_after=unix(ends_at)

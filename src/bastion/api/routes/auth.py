@@ -324,6 +324,7 @@ async def list_sessions(user: CurrentUser, services: Svc) -> Response:
             "userAgent": r.user_agent,
             "ip": r.ip,
             "current": r.id == user.session_id,
+            "authMethods": list(r.amr),
         }
         for r in await services.sessions.list(user.user_id)
     ]
