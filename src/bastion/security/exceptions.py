@@ -8,6 +8,7 @@
     │   │   ├── ExpiredToken           authentic, but past its ``exp``
     │   │   └── RefreshReused          a rotated-away refresh token again: family revoked
     │   ├── InvalidCredentials         wrong password or unknown account (one opaque error)
+    │   ├── PasskeyRefused             a passkey state or credential refused (401; reason)
     │   ├── RateLimited                a budget is spent (429, carries retry_after)
     │   │   └── AttemptRefused         the attempt guard's budget or lockout (which: reason)
     │   └── Unavailable                a dependency or the hasher is saturated (503)
@@ -16,7 +17,8 @@
     └── (the service's)                DatabaseUnavailable, IntegrityConflict, ApiError,
                                        ConfigError, QueryRejected, the audit's errors
 
-``RefreshReused`` lives in :mod:`bastion.security.sessions`, ``StoreUnavailable`` in
+``RefreshReused`` lives in :mod:`bastion.security.sessions`, ``PasskeyRefused`` in
+:mod:`bastion.security.passkey_state`, ``StoreUnavailable`` in
 :mod:`bastion.store`, ``BodyTooLarge`` in :mod:`bastion.security.body_limit`; this is the
 one place the tree is drawn. Catching :class:`BastionError` catches every refusal and
 every failure of a dependency the package reports, and nothing else.
