@@ -14,13 +14,17 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import argon2
+import pytest
 
 from bastion.app import BastionApp
 from bastion.security.passwords import HasherConfig, PasswordHasher
+from bastion.store import MemoryStore, Store
+from bastion.store.redis import RedisStore
+from tests.conftest import flush_redis
 
 WRONG = "Wrong-Password-123456"
 
@@ -108,3 +112,29 @@ async def wait_until(condition: Callable[[], bool], what: str = "condition") -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"never reached: {what}")
         await asyncio.sleep(0.005)
+
+
+# ------------------------------------------- second factors (test_totp, test_challenges)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def shared_store(
+    request: pytest.FixtureRequest, shared_redis_url: str
+) -> AsyncIterator[Callable[[], Store]]:
+    """``shared_store()``: one more client of one store, as each instance of a service
+    has its own (the in-process store: the same object, one process being one
+    instance's worth; Redis: a new connection to the same, emptied, database)."""
+    if request.param == "memory":
+        memory = MemoryStore()
+        yield lambda: memory
+        return
+    await flush_redis(shared_redis_url)
+    opened: list[RedisStore] = []
+
+    def connect() -> Store:
+        opened.append(RedisStore.from_url(shared_redis_url))
+        return opened[-1]
+
+    yield connect
+    for store in opened:
+        await store.aclose()

@@ -35,6 +35,11 @@ if TYPE_CHECKING:
         BodyLimitMiddleware,
         BodyTooLarge,
     )
+    from bastion.security.challenges import (
+        ChallengeClaims,
+        ChallengeRefused,
+        LoginChallenges,
+    )
     from bastion.security.client_ip import (
         ClientIPConfig,
         ClientIPMiddleware,
@@ -72,6 +77,9 @@ if TYPE_CHECKING:
         AllowedHostsConfig,
         AllowedHostsMiddleware,
     )
+    from bastion.security.keys import (
+        derive_key,
+    )
     from bastion.security.limits import (
         Rate,
         parse_duration,
@@ -107,11 +115,18 @@ if TYPE_CHECKING:
         add_policy,
         revocation_flag,
     )
+    from bastion.security.recovery import (
+        RecoveryCodes,
+    )
     from bastion.security.redaction import (
         redact,
     )
     from bastion.security.request_id import (
         RequestIdMiddleware,
+    )
+    from bastion.security.sealed import (
+        SealBroken,
+        SecretBox,
     )
     from bastion.security.secret import (
         Secret,
@@ -138,6 +153,11 @@ if TYPE_CHECKING:
         TokenCodec,
         TokenConfig,
     )
+    from bastion.security.totp import (
+        InvalidCode,
+        TotpConfig,
+        TotpVerifier,
+    )
     from bastion.store import (
         Budget,
         Hit,
@@ -163,6 +183,8 @@ __all__ = [
     "BodyLimitMiddleware",
     "BodyTooLarge",
     "Budget",
+    "ChallengeClaims",
+    "ChallengeRefused",
     "ClientIPConfig",
     "ClientIPMiddleware",
     "ExpiredToken",
@@ -170,10 +192,12 @@ __all__ = [
     "GuardConfig",
     "HasherConfig",
     "Hit",
+    "InvalidCode",
     "InvalidCredentials",
     "InvalidToken",
     "IssuedTokens",
     "JsonOnlyMiddleware",
+    "LoginChallenges",
     "MemorySessionStore",
     "MemoryStore",
     "Message",
@@ -189,6 +213,7 @@ __all__ = [
     "RateLimitMiddleware",
     "RateLimited",
     "Receive",
+    "RecoveryCodes",
     "RedisStore",
     "RefreshRefused",
     "RefreshReused",
@@ -197,7 +222,9 @@ __all__ = [
     "Reservation",
     "RevocationState",
     "Scope",
+    "SealBroken",
     "Secret",
+    "SecretBox",
     "SecurityError",
     "SecurityEventLog",
     "SecurityHeadersConfig",
@@ -212,6 +239,8 @@ __all__ = [
     "StoredPasskey",
     "TokenCodec",
     "TokenConfig",
+    "TotpConfig",
+    "TotpVerifier",
     "Unavailable",
     "UsedPasskey",
     "VerifiedTokenCache",
@@ -219,6 +248,7 @@ __all__ = [
     "client_ip",
     "configure_logging",
     "csp_nonce",
+    "derive_key",
     "flag_key",
     "logging_config",
     "open_store",
@@ -305,6 +335,17 @@ _WHERE: dict[str, str] = {
     "VerifiedTokenCache": "bastion.security.token_cache",
     "TokenCodec": "bastion.security.tokens",
     "TokenConfig": "bastion.security.tokens",
+    # Second factors: TOTP, recovery codes, the login challenge, sealed secrets.
+    "ChallengeClaims": "bastion.security.challenges",
+    "ChallengeRefused": "bastion.security.challenges",
+    "LoginChallenges": "bastion.security.challenges",
+    "derive_key": "bastion.security.keys",
+    "RecoveryCodes": "bastion.security.recovery",
+    "SealBroken": "bastion.security.sealed",
+    "SecretBox": "bastion.security.sealed",
+    "InvalidCode": "bastion.security.totp",
+    "TotpConfig": "bastion.security.totp",
+    "TotpVerifier": "bastion.security.totp",
     "Budget": "bastion.store",
     "Hit": "bastion.store",
     "MemoryStore": "bastion.store",

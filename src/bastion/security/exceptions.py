@@ -9,19 +9,24 @@
     │   │   └── RefreshReused          a rotated-away refresh token again: family revoked
     │   ├── InvalidCredentials         wrong password or unknown account (one opaque error)
     │   ├── PasskeyRefused             a passkey state or credential refused (401; reason)
+    │   ├── InvalidCode                a wrong, malformed or replayed one-time code (401)
+    │   ├── ChallengeRefused           a login challenge forged, expired, unbound, used or dead
     │   ├── RateLimited                a budget is spent (429, carries retry_after)
     │   │   └── AttemptRefused         the attempt guard's budget or lockout (which: reason)
     │   └── Unavailable                a dependency or the hasher is saturated (503)
     ├── StoreUnavailable               the rate-limit store cannot answer (fail closed)
+    ├── SealBroken                     a sealed secret that does not open (tampered, moved)
     ├── BodyTooLarge                   a streamed body passed the limit (413)
     └── (the service's)                DatabaseUnavailable, IntegrityConflict, ApiError,
                                        ConfigError, QueryRejected, the audit's errors
 
-``RefreshReused`` lives in :mod:`bastion.security.sessions`, ``PasskeyRefused`` in
-:mod:`bastion.security.passkey_state`, ``StoreUnavailable`` in
-:mod:`bastion.store`, ``BodyTooLarge`` in :mod:`bastion.security.body_limit`; this is the
-one place the tree is drawn. Catching :class:`BastionError` catches every refusal and
-every failure of a dependency the package reports, and nothing else.
+``RefreshReused`` lives in :mod:`bastion.security.sessions`, ``StoreUnavailable`` in
+:mod:`bastion.store`, ``BodyTooLarge`` in :mod:`bastion.security.body_limit`,
+``PasskeyRefused`` in :mod:`bastion.security.passkey_state`, ``InvalidCode`` in
+:mod:`bastion.security.totp`, ``ChallengeRefused`` in :mod:`bastion.security.challenges`,
+``SealBroken`` in :mod:`bastion.security.sealed`; this is the one place the tree is drawn.
+Catching :class:`BastionError` catches every refusal and every failure of a dependency the
+package reports, and nothing else.
 
 Clients only ever see the opaque form; ``reason`` goes to the security event.
 """
