@@ -42,11 +42,6 @@ CONTRACT_EVENTS = (
     "ratelimit.exceeded",
     "auth.password.changed",
     "auth.session.ended",
-    "auth.mfa.enrolled",
-    "auth.mfa.failed",
-    "auth.mfa.recovery_used",
-    "auth.mfa.disabled",
-    "auth.passkey.registered",
 )
 REQUIRED = {"ts", "event", "ip", "method", "path", "requestId"}
 STORED = {"id", "ts", "event", "ip", "userId", "method", "path", "requestId", "reason"}

@@ -19,13 +19,6 @@ EventName = Literal[
     # every session that ends, with how it ended in ``reason``.
     "auth.password.changed",
     "auth.session.ended",
-    # Second factors: one turned on or off (reset by an admin included), a wrong code or
-    # passkey, a recovery code spent, a passkey added.
-    "auth.mfa.enrolled",
-    "auth.mfa.failed",
-    "auth.mfa.recovery_used",
-    "auth.mfa.disabled",
-    "auth.passkey.registered",
 ]
 EVENT_NAMES: tuple[str, ...] = get_args(EventName)
 
