@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from bastion.db.database import Database
 
@@ -194,14 +195,19 @@ _VERSIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (
 _LOCK = "SELECT pg_advisory_xact_lock(7201531)"
 
 
+async def _locked_versions(db: Database, conn: Any) -> set[int]:
+    """Take the lock in ``conn``'s transaction, then read the applied versions. Under the
+    lock too: two PostgreSQL sessions racing through CREATE TABLE IF NOT EXISTS can both
+    decide to create it, and the loser fails on a unique index."""
+    if db.dialect == "postgresql":
+        await conn.execute(_LOCK)
+    await conn.execute(_VERSIONS)
+    return {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+
+
 async def _applied(db: Database) -> set[int]:
     async with db.transaction() as conn:
-        # Under the lock too: two PostgreSQL sessions racing through CREATE TABLE IF NOT
-        # EXISTS can both decide to create it, and the loser fails on a unique index.
-        if db.dialect == "postgresql":
-            await conn.execute(_LOCK)
-        await conn.execute(_VERSIONS)
-        return {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        return await _locked_versions(db, conn)
 
 
 async def pending(db: Database) -> list[Migration]:
@@ -221,10 +227,7 @@ async def migrate(db: Database) -> list[Migration]:
     transaction pooling, where a session lock would not.
     """
     async with db.transaction() as conn:
-        if db.dialect == "postgresql":
-            await conn.execute(_LOCK)
-        await conn.execute(_VERSIONS)
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        done = await _locked_versions(db, conn)
         steps = [m for m in MIGRATIONS if m.version not in done]
         for step in steps:
             for statement in step.postgresql if db.dialect == "postgresql" else step.sqlite:
